@@ -1,0 +1,9 @@
+"""Invariant Information Clustering (IIC) as a scikit-learn estimator."""
+
+from . import perturbations
+from ._iic import IICClustering
+from ._loss import iic_loss
+from ._networks import MLP, ConvNet
+
+__all__ = ["ConvNet", "IICClustering", "MLP", "iic_loss", "perturbations"]
+__version__ = "0.1.0"

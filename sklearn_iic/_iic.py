@@ -1,0 +1,524 @@
+"""The IICClustering estimator."""
+
+import copy
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+
+from ._loss import loss_from_joint, normalized_mutual_information
+from ._networks import default_network
+from ._pairs import PairSampler, nearest_neighbors
+from ._training import (
+    Heads,
+    local_torch_rng,
+    pair_joints,
+    predict_logits,
+    resolve_device,
+    torch_threads,
+    train,
+)
+from .perturbations import (
+    Compose,
+    GaussianNoise,
+    IntensityJitter,
+    RandomAffine,
+    RandomResizedCrop,
+)
+
+# Below this many multiply-adds per training step, a second torch thread costs
+# more in synchronisation than it saves (measured on a 2-core machine).
+_SINGLE_THREAD_WORK = 5e7
+
+
+def default_perturbation(image):
+    """The perturbation used with ``perturbation="auto"``."""
+    if image:
+        return Compose([
+            RandomAffine(rotation=15, scale=(0.9, 1.1), translation=0.1, shear=10),
+            IntensityJitter(brightness=0.3, contrast=0.3),
+            GaussianNoise(0.05),
+        ])
+    return GaussianNoise(0.1)
+
+
+class IICClustering(ClusterMixin, BaseEstimator):
+    """Invariant Information Clustering (IIC).
+
+    Trains a neural network whose soft cluster assignments of a sample ``x``
+    and of its pair ``x'`` (a perturbed copy, a nearest neighbour, or a
+    perturbed neighbour) share as much information as possible. Maximising the
+    mutual information ``I(z; z') = H(z) - H(z | z')`` rewards assignments that
+    agree across the pair and clusters of equal size, so it does not collapse
+    onto a single cluster. Labels are the argmax of the trained network's
+    softmax output.
+
+    Training runs on the GPU when one is available (``device="auto"``); the
+    fitted network is kept on the CPU, so fitted estimators pickle and load
+    anywhere.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters.
+
+    network : nn.Module, callable or None, default=None
+        The network mapping a batch to logits. ``None`` uses
+        :class:`~sklearn_iic.MLP` for feature vectors and
+        :class:`~sklearn_iic.ConvNet` for images. A class or factory is
+        called as ``network(input_shape, n_outputs)``, where ``input_shape``
+        is ``n_features`` or ``(channels, height, width)``. An
+        :class:`~torch.nn.Module` instance is deep-copied before training,
+        never trained in place; its output width must be ``n_outputs`` (see
+        the error message). ``n_outputs`` is ``n_clusters`` times
+        ``n_subheads``, plus the overclustering heads: the output is split into
+        the heads, so the last linear layer acts as independent heads.
+
+    perturbation : "auto", callable, sequence of callables or None, default="auto"
+        The random map ``g`` applied to the pair side, called as
+        ``g(x, generator)`` on a batch tensor on the training device with a
+        :class:`torch.Generator` that must provide all its randomness. A
+        sequence is applied in order. ``"auto"`` uses
+        :class:`~sklearn_iic.perturbations.GaussianNoise` for feature vectors
+        and random affine maps, intensity jitter and noise for images (see
+        :mod:`sklearn_iic.perturbations`). ``None`` applies none, which only
+        makes sense with neighbour pairs.
+
+    pairs : {"auto", "perturbation", "neighbors", "both"}, default="auto"
+        How the pair ``x'`` of a sample ``x`` is made: ``"perturbation"``,
+        ``x' = g(x)``; ``"neighbors"``, one of the ``n_neighbors`` nearest
+        neighbours of ``x`` drawn afresh each epoch (the perturbation is not
+        applied); ``"both"``, ``g`` applied to such a neighbour. ``"auto"`` is
+        ``"both"`` for feature vectors and ``"perturbation"`` for images.
+
+    n_neighbors : int, default=10
+        Neighbours per sample for neighbour pairs.
+
+    image_shape : tuple of int or None, default=None
+        ``(height, width)`` or ``(channels, height, width)`` of images given
+        as flattened rows. Images may also be passed unflattened as arrays of
+        shape ``(n, height, width)`` or ``(n, channels, height, width)``.
+
+    overclustering : float, default=0
+        If positive, an auxiliary head with ``round(overclustering *
+        n_clusters)`` clusters is trained alongside the main one; it shapes the
+        shared network and is not used for labels.
+
+    n_subheads : int, default=1
+        Independent copies of each head. After training the main sub-head with
+        the lowest loss on the training pairs gives the labels (no labels
+        needed).
+
+    n_repeats : int, default=1
+        Times each sample appears in a batch, each against an independent
+        draw of its pair.
+
+    lamb : float, default=1.0
+        Weight of the marginal entropies in the IIC loss (see
+        :func:`~sklearn_iic.iic_loss`); above 1 favours balanced clusters.
+
+    batch_size : int, default=256
+        Samples per training batch (before repeats). The joint distribution
+        is a batch statistic, so keep it well above ``n_clusters``.
+
+    n_epochs : int, default=100
+        Passes over the data.
+
+    learning_rate : float, default=1e-3
+        Adam's learning rate.
+
+    device : str or torch.device, default="auto"
+        ``"auto"`` uses CUDA when available and the CPU otherwise; any torch
+        device string is accepted.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, batches, pairs and perturbations. Fitting
+        never reads or changes the global numpy or torch random state.
+
+    verbose : int, default=0
+        Print the loss after each epoch when positive.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_samples,)
+        Cluster of each training sample. Clusters are numbered by decreasing
+        size on the training data.
+
+    network_ : torch.nn.Module
+        The trained network, on the CPU, in eval mode.
+
+    best_head_ : int
+        Index of the main sub-head used for labels.
+
+    head_losses_ : ndarray of shape (n_subheads,)
+        IIC loss (``lamb=1``) of each main sub-head on the training pairs.
+
+    loss_curve_ : list of float
+        Mean main-head loss of each epoch.
+
+    n_iter_ : int
+        Number of epochs run.
+
+    n_features_in_ : int
+        Number of features seen during fit (pixels times channels for images).
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+
+    input_shape_ : int or tuple of int
+        ``n_features_in_`` for feature vectors, ``(channels, height, width)``
+        for images.
+
+    See Also
+    --------
+    sklearn.cluster.KMeans : Centroid-based clustering; fast, and the better
+        tool when clusters are compact blobs in the input space.
+    sklearn.mixture.GaussianMixture : Soft clustering with Gaussian components.
+    iic_loss : The loss minimised during training.
+
+    Notes
+    -----
+    Ji, Henriques and Vedaldi, "Invariant Information Clustering for
+    Unsupervised Image Classification and Segmentation", ICCV 2019.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn_iic import IICClustering
+    >>> X, _ = load_digits(return_X_y=True)
+    >>> iic = IICClustering(n_clusters=10, n_epochs=5, random_state=0).fit(X / 16)
+    >>> iic.labels_.shape
+    (1797,)
+    >>> iic.predict_proba(X[:2] / 16).shape
+    (2, 10)
+    """
+
+    _parameter_constraints = {
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "network": [None, callable],
+        "perturbation": [StrOptions({"auto"}), None, callable, list, tuple],
+        "pairs": [StrOptions({"auto", "perturbation", "neighbors", "both"})],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "image_shape": [None, tuple],
+        "overclustering": [Interval(Real, 0, None, closed="left")],
+        "n_subheads": [Interval(Integral, 1, None, closed="left")],
+        "n_repeats": [Interval(Integral, 1, None, closed="left")],
+        "lamb": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "n_epochs": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        network=None,
+        perturbation="auto",
+        pairs="auto",
+        n_neighbors=10,
+        image_shape=None,
+        overclustering=0,
+        n_subheads=1,
+        n_repeats=1,
+        lamb=1.0,
+        batch_size=256,
+        n_epochs=100,
+        learning_rate=1e-3,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_clusters = n_clusters
+        self.network = network
+        self.perturbation = perturbation
+        self.pairs = pairs
+        self.n_neighbors = n_neighbors
+        self.image_shape = image_shape
+        self.overclustering = overclustering
+        self.n_subheads = n_subheads
+        self.n_repeats = n_repeats
+        self.lamb = lamb
+        self.batch_size = batch_size
+        self.n_epochs = n_epochs
+        self.learning_rate = learning_rate
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- input -------------------------------------------------------------
+
+    def _validate_input(self, X, reset):
+        """Validate X; return it as a 2-D float array and the input shape per sample."""
+        shape = None
+        if not sp.issparse(X) and not hasattr(X, "iloc"):
+            X = np.asarray(X)
+            if X.ndim in (3, 4):
+                shape = X.shape[1:] if X.ndim == 4 else (1,) + X.shape[1:]
+                X = X.reshape(X.shape[0], -1)
+            elif X.ndim > 4:
+                raise ValueError(
+                    f"Expected 2-D features or images of shape (n, height, width) or "
+                    f"(n, channels, height, width); got an array with {X.ndim} dimensions."
+                )
+        X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
+        if reset:
+            self.input_shape_ = self._resolve_input_shape(shape, X.shape[1])
+        elif shape is not None and shape != self.input_shape_:
+            raise ValueError(
+                f"X holds images of shape {shape}, but {type(self).__name__} was "
+                f"fitted on input of shape {self.input_shape_}."
+            )
+        return X
+
+    def _resolve_input_shape(self, array_shape, n_features):
+        if self.image_shape is None:
+            return array_shape if array_shape is not None else n_features
+        shape = tuple(self.image_shape)
+        if len(shape) == 2:
+            shape = (1,) + shape
+        if len(shape) != 3 or int(np.prod(shape)) != n_features:
+            raise ValueError(
+                f"image_shape={self.image_shape} does not match the "
+                f"{n_features} features of X."
+            )
+        if array_shape is not None and array_shape != shape:
+            raise ValueError(
+                f"image_shape={self.image_shape} does not match images of shape {array_shape}."
+            )
+        return shape
+
+    def _as_tensor(self, X, device):
+        shape = self.input_shape_
+        shape = (shape,) if isinstance(shape, int) else shape
+        return torch.tensor(X, dtype=torch.float32, device=device).reshape(-1, *shape)
+
+    # -- building blocks ----------------------------------------------------
+
+    @property
+    def _is_image(self):
+        return not isinstance(self.input_shape_, int)
+
+    def _seed(self):
+        if self.random_state is None:
+            # Fresh entropy from the OS: never touches numpy's global RNG.
+            return int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def _heads(self):
+        n_over = round(self.overclustering * self.n_clusters) if self.overclustering else 0
+        return Heads(self.n_clusters, n_over, self.n_subheads)
+
+    def _build_network(self, n_outputs, X):
+        if isinstance(self.network, nn.Module):
+            network = copy.deepcopy(self.network)
+        else:
+            factory = default_network if self.network is None else self.network
+            network = factory(self.input_shape_, n_outputs)
+            if not isinstance(network, nn.Module):
+                raise TypeError(
+                    f"network must build a torch.nn.Module; {factory!r} returned "
+                    f"{type(network).__name__}."
+                )
+        network = network.to(X.device).eval()
+        try:
+            with torch.no_grad():
+                out = network(X[:2])
+        except Exception as exc:
+            raise ValueError(
+                f"The network failed on a batch of shape {tuple(X[:2].shape)}: {exc}"
+            ) from exc
+        if tuple(out.shape) != (2, n_outputs):
+            raise ValueError(
+                f"The network must output {n_outputs} logits per sample "
+                f"(n_clusters={self.n_clusters}, n_subheads={self.n_subheads}, "
+                f"overclustering={self.overclustering}); it returned shape "
+                f"{tuple(out.shape)} for a batch of 2."
+            )
+        return network
+
+    def _perturbation(self):
+        pairs = self._pair_source()
+        if pairs == "neighbors":
+            return None
+        if isinstance(self.perturbation, str):
+            return default_perturbation(self._is_image)
+        if isinstance(self.perturbation, (list, tuple)):
+            if not all(callable(g) for g in self.perturbation):
+                raise TypeError("perturbation must be a callable or a sequence of callables.")
+            return Compose(self.perturbation)
+        if self.perturbation is None and pairs != "both":
+            raise ValueError(
+                "perturbation=None leaves nothing to pair a sample with; use "
+                "pairs='neighbors' or give a perturbation."
+            )
+        return self.perturbation
+
+    def _pair_source(self):
+        if self.pairs == "auto":
+            return "perturbation" if self._is_image else "both"
+        return self.pairs
+
+    def _pair_sampler(self, X, X_tensor, seed):
+        neighbors = None
+        if self._pair_source() in ("neighbors", "both"):
+            neighbors = torch.as_tensor(
+                nearest_neighbors(X, self.n_neighbors), device=X_tensor.device
+            )
+        generator = torch.Generator(device=X_tensor.device).manual_seed(seed)
+        return PairSampler(
+            X_tensor,
+            perturbation=self._perturbation(),
+            neighbors=neighbors,
+            n_repeats=self.n_repeats,
+            generator=generator,
+        )
+
+    def _n_threads(self, n_outputs):
+        width = self.input_shape_ if not self._is_image else int(np.prod(self.input_shape_))
+        work = self.batch_size * self.n_repeats * (width + n_outputs) * 256
+        return 1 if work < _SINGLE_THREAD_WORK else torch.get_num_threads()
+
+    # -- the algorithm ------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the network on X and label its samples.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or images of shape \
+                (n_samples, height, width) or (n_samples, channels, height, width)
+            Training data.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : IICClustering
+            The fitted estimator.
+        """
+        X = self._validate_input(X, reset=True)
+        n_samples = X.shape[0]
+        if n_samples < max(2, self.n_clusters):
+            raise ValueError(
+                f"n_samples={n_samples} should be >= n_clusters={self.n_clusters} "
+                "(and IIC needs at least 2 samples)."
+            )
+        device = resolve_device(self.device)
+        seed = self._seed()
+        heads = self._heads()
+        with torch_threads(self._n_threads(heads.n_outputs)), local_torch_rng(seed, device):
+            X_tensor = self._as_tensor(X, device)
+            network = self._build_network(heads.n_outputs, X_tensor)
+            sampler = self._pair_sampler(X, X_tensor, seed)
+            self.loss_curve_ = train(
+                network, sampler, heads,
+                batch_size=min(self.batch_size, n_samples),
+                n_epochs=self.n_epochs,
+                learning_rate=self.learning_rate,
+                lamb=self.lamb,
+                generator=sampler.generator,
+                verbose=self.verbose,
+            )
+            self.n_iter_ = len(self.loss_curve_)
+            # Label-free head selection: the main sub-head with the lowest loss.
+            joints = pair_joints(network, sampler, heads, self.batch_size)
+            self.head_losses_ = np.array([float(loss_from_joint(j)) for j in joints])
+            self.best_head_ = int(np.argmin(self.head_losses_))
+            self.network_ = network.cpu().eval()
+        self._heads_ = heads
+        self._score_seed = seed
+        # Number clusters by decreasing size so that used labels are 0, 1, ...
+        labels = self._raw_proba(X).argmax(axis=1)
+        counts = np.bincount(labels, minlength=self.n_clusters)
+        self._cluster_order = np.argsort(-counts, kind="stable")
+        self.labels_ = np.argsort(self._cluster_order)[labels]
+        return self
+
+    def _raw_proba(self, X):
+        device = resolve_device(self.device)
+        network = self.network_ if device.type == "cpu" else copy.deepcopy(self.network_).to(device)
+        with torch_threads(torch.get_num_threads()):
+            logits = predict_logits(network, self._as_tensor(X, device))
+            logits = self._heads_.main(logits, self.best_head_)
+            return logits.softmax(dim=1).cpu().double().numpy()
+
+    def predict_proba(self, X):
+        """Soft cluster assignments of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or images
+            New data, shaped as in :meth:`fit`.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_clusters)
+            Rows sum to one; their argmax is :meth:`predict`.
+        """
+        check_is_fitted(self)
+        X = self._validate_input(X, reset=False)
+        return self._raw_proba(X)[:, self._cluster_order]
+
+    def predict(self, X):
+        """Cluster of each sample of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or images
+            New data, shaped as in :meth:`fit`.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self.predict_proba(X).argmax(axis=1)
+
+    def score(self, X, y=None):
+        """Normalised mutual information between the clusters of X and of its pairs.
+
+        Builds pairs from X exactly as in training (perturbations and/or
+        neighbours, with a seed fixed at fit time) and returns
+        ``I(z; z') / H(z)``, computed from the soft assignments: the share of
+        the information in the clustering of X that survives the pairing. It
+        lies in [0, 1]; 0 for uninformative or collapsed clusterings, 1 when
+        every pair lands in the same cluster. Higher is better, so it serves
+        ``GridSearchCV`` without labels. Comparisons across ``n_clusters`` are
+        biased towards fewer clusters (agreeing on few clusters is easier),
+        whereas the raw mutual information, bounded by ``ln(n_clusters)``,
+        would favour more; compare ``n_clusters`` with care.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or images
+            Data to score (at least 2 samples).
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        score : float
+        """
+        check_is_fitted(self)
+        X = self._validate_input(X, reset=False)
+        device = resolve_device(self.device)
+        network = copy.deepcopy(self.network_).to(device)
+        with local_torch_rng(self._score_seed, device):
+            sampler = self._pair_sampler(X, self._as_tensor(X, device), self._score_seed)
+            joints = pair_joints(network, sampler, self._heads_, self.batch_size)
+        return normalized_mutual_information(joints[self.best_head_])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

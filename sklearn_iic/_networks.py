@@ -1,0 +1,84 @@
+"""Default networks: an MLP for feature vectors, a small VGG-style convnet for images.
+
+A network maps a batch to ``n_outputs`` logits. The estimator builds one with
+``factory(input_shape, n_outputs)``, where ``input_shape`` is the number of
+features for tabular data or ``(channels, height, width)`` for images, and
+splits the logits into its cluster heads, so the last layer acts as a set of
+linear heads on a shared trunk.
+"""
+
+from torch import nn
+
+
+class MLP(nn.Sequential):
+    """Multi-layer perceptron with BatchNorm and ReLU.
+
+    The input passes through a BatchNorm layer first, so the network does not
+    depend on the units of the features.
+
+    Parameters
+    ----------
+    n_features : int
+        Width of the input.
+    n_outputs : int
+        Number of output logits.
+    hidden_layer_sizes : tuple of int, default=(256, 256)
+        Width of each hidden layer.
+    """
+
+    def __init__(self, n_features, n_outputs, hidden_layer_sizes=(256, 256)):
+        layers = [nn.BatchNorm1d(n_features)]
+        width = n_features
+        for size in hidden_layer_sizes:
+            layers += [nn.Linear(width, size), nn.BatchNorm1d(size), nn.ReLU()]
+            width = size
+        layers.append(nn.Linear(width, n_outputs))
+        super().__init__(*layers)
+
+
+class ConvNet(nn.Sequential):
+    """VGG-style convolutional network sized from the image.
+
+    Blocks of 3x3 convolution, BatchNorm and ReLU, each followed by 2x2
+    max-pooling until the feature map is at most 4 pixels wide; the channel
+    count doubles after each pooling up to ``max_channels``. A linear layer
+    maps the flattened features to the logits. The input passes through a
+    BatchNorm layer first, so pixel values in [0, 1] or [0, 255] both work.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(channels, height, width)`` of the images.
+    n_outputs : int
+        Number of output logits.
+    channels : int, default=32
+        Channels of the first convolution.
+    max_channels : int, default=128
+        Upper bound on the channels of later convolutions.
+    """
+
+    def __init__(self, input_shape, n_outputs, channels=32, max_channels=128):
+        in_channels, height, width = input_shape
+        layers = [nn.BatchNorm2d(in_channels)]
+        size = min(height, width)
+        while True:
+            layers += [
+                nn.Conv2d(in_channels, channels, 3, padding=1),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(),
+            ]
+            in_channels = channels
+            if size <= 4:
+                break
+            layers.append(nn.MaxPool2d(2))
+            height, width, size = height // 2, width // 2, size // 2
+            channels = min(2 * channels, max_channels)
+        layers += [nn.Flatten(), nn.Linear(in_channels * height * width, n_outputs)]
+        super().__init__(*layers)
+
+
+def default_network(input_shape, n_outputs):
+    """Build the default network: :class:`MLP` for vectors, :class:`ConvNet` for images."""
+    if isinstance(input_shape, int):
+        return MLP(input_shape, n_outputs)
+    return ConvNet(input_shape, n_outputs)

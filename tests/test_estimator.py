@@ -1,0 +1,335 @@
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.base import clone
+from sklearn.cluster import KMeans
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import adjusted_rand_score
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from torch import nn
+
+from sklearn_iic import MLP, IICClustering
+from sklearn_iic.metrics import clustering_accuracy
+from sklearn_iic.perturbations import GaussianNoise
+
+FAST = dict(n_epochs=20, random_state=0)
+
+
+@parametrize_with_checks([IICClustering()])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_fit_predict_attributes(blobs):
+    X, y = blobs
+    model = IICClustering(n_clusters=3, **FAST).fit(X)
+    assert model.labels_.shape == (120,)
+    assert adjusted_rand_score(y, model.labels_) > 0.9
+    assert model.n_iter_ == 20 == len(model.loss_curve_)
+    assert model.n_features_in_ == 4 and model.input_shape_ == 4
+    assert next(model.network_.parameters()).device.type == "cpu"
+    assert not model.network_.training
+    proba = model.predict_proba(X)
+    assert proba.shape == (120, 3)
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-6)
+    np.testing.assert_array_equal(proba.argmax(1), model.predict(X))
+    np.testing.assert_array_equal(model.labels_, model.predict(X))
+    # Clusters are numbered by decreasing size.
+    counts = np.bincount(model.labels_)
+    assert (np.diff(counts) <= 0).all()
+
+
+def test_loss_decreases(blobs):
+    X, _ = blobs
+    curve = IICClustering(n_clusters=3, **FAST).fit(X).loss_curve_
+    assert curve[-1] < curve[0]
+    assert -np.log(3) - 1e-6 <= curve[-1] <= 0
+
+
+def test_same_seed_same_result_and_no_global_rng(blobs):
+    X, _ = blobs
+    np.random.seed(123)
+    torch.manual_seed(123)
+    np_state, torch_state = np.random.get_state(), torch.get_rng_state()
+    a = IICClustering(n_clusters=3, **FAST).fit(X)
+    b = IICClustering(n_clusters=3, **FAST).fit(X)
+    IICClustering(n_clusters=3, n_epochs=2).fit(X)  # random_state=None too
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert a.loss_curve_ == b.loss_curve_
+    new_np_state = np.random.get_state()
+    assert all(np.array_equal(x, y) for x, y in zip(np_state, new_np_state))
+    assert torch.equal(torch_state, torch.get_rng_state())
+
+
+def test_different_seeds_give_different_training(blobs):
+    X, _ = blobs
+    a = IICClustering(n_clusters=3, n_epochs=3, random_state=0).fit(X)
+    b = IICClustering(n_clusters=3, n_epochs=3, random_state=1).fit(X)
+    assert a.loss_curve_ != b.loss_curve_
+
+
+def test_beats_kmeans_on_digits(digits):
+    """The default tabular estimator clusters digits clearly better than KMeans."""
+    X, y = digits
+    kmeans = KMeans(10, n_init=10, random_state=0).fit(X).labels_
+    iic = IICClustering(n_clusters=10, random_state=0).fit(X).labels_
+    kmeans_acc, iic_acc = clustering_accuracy(y, kmeans), clustering_accuracy(y, iic)
+    kmeans_ari, iic_ari = adjusted_rand_score(y, kmeans), adjusted_rand_score(y, iic)
+    assert iic_acc > kmeans_acc + 0.05, (iic_acc, kmeans_acc)
+    assert iic_ari > kmeans_ari + 0.05, (iic_ari, kmeans_ari)
+
+
+# -- networks and perturbations ---------------------------------------------
+
+
+class TinyNet(nn.Module):
+    def __init__(self, n_features, n_outputs):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(n_features, 16), nn.ReLU(), nn.Linear(16, n_outputs))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def test_network_class_factory_and_instance(blobs):
+    X, _ = blobs
+    by_class = IICClustering(n_clusters=3, network=TinyNet, **FAST).fit(X)
+    assert isinstance(by_class.network_, TinyNet)
+    by_factory = IICClustering(
+        n_clusters=3, network=lambda d, k: MLP(d, k, hidden_layer_sizes=(32,)), **FAST
+    ).fit(X)
+    assert isinstance(by_factory.network_, MLP)
+
+    instance = TinyNet(4, 3)
+    before = {k: v.clone() for k, v in instance.state_dict().items()}
+    model = IICClustering(n_clusters=3, network=instance, **FAST).fit(X)
+    assert model.network_ is not instance
+    for key, value in instance.state_dict().items():
+        assert torch.equal(value, before[key]), "the user's module was trained in place"
+    assert not all(
+        torch.equal(v, before[k]) for k, v in model.network_.state_dict().items()
+    )
+
+
+def test_network_errors(blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="must output 6 logits"):
+        IICClustering(n_clusters=3, n_subheads=2, network=TinyNet(4, 3), **FAST).fit(X)
+    with pytest.raises(TypeError, match="must build a torch.nn.Module"):
+        IICClustering(n_clusters=3, network=lambda d, k: "nope", **FAST).fit(X)
+    with pytest.raises(ValueError, match="network failed on a batch of shape"):
+        IICClustering(n_clusters=3, network=TinyNet(5, 3), **FAST).fit(X)
+
+
+def test_user_perturbation_gets_the_generator(blobs):
+    X, _ = blobs
+    seen = []
+
+    def jitter(x, generator):
+        seen.append((x.device, generator.device))
+        return x + 0.1 * torch.randn(x.shape, generator=generator, device=x.device)
+
+    a = IICClustering(n_clusters=3, perturbation=jitter, pairs="perturbation", **FAST).fit(X)
+    b = IICClustering(n_clusters=3, perturbation=[jitter], pairs="perturbation", **FAST).fit(X)
+    assert seen and all(d == g for d, g in seen)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+
+
+@pytest.mark.parametrize("pairs", ["perturbation", "neighbors", "both"])
+def test_pair_sources(blobs, pairs):
+    X, y = blobs
+    model = IICClustering(n_clusters=3, pairs=pairs, **FAST).fit(X)
+    assert adjusted_rand_score(y, model.labels_) > 0.9
+    assert 0 <= model.score(X) <= 1
+
+
+def test_heads_and_repeats(blobs):
+    X, y = blobs
+    model = IICClustering(
+        n_clusters=3, overclustering=3, n_subheads=3, n_repeats=2, **FAST
+    ).fit(X)
+    assert model.head_losses_.shape == (3,)
+    assert model.best_head_ == int(np.argmin(model.head_losses_))
+    assert model.network_(torch.zeros(2, 4)).shape == (2, 3 * 3 + 9 * 3)
+    assert model.predict_proba(X).shape == (120, 3)
+    assert adjusted_rand_score(y, model.labels_) > 0.9
+
+
+def test_non_finite_loss_stops_with_advice(blobs):
+    X, _ = blobs
+
+    def broken(x, generator):
+        return x * float("nan")
+
+    with pytest.raises(FloatingPointError, match="non-finite at epoch 1.*learning_rate"):
+        IICClustering(n_clusters=3, perturbation=broken, pairs="perturbation", **FAST).fit(X)
+
+
+# -- images --------------------------------------------------------------------
+
+
+def test_image_input_shapes(digits):
+    X, _ = digits
+    X, images = X[:200], X[:200].reshape(-1, 8, 8)
+    a = IICClustering(n_clusters=10, n_epochs=2, random_state=0).fit(images)
+    assert a.input_shape_ == (1, 8, 8)
+    b = IICClustering(n_clusters=10, n_epochs=2, random_state=0, image_shape=(8, 8)).fit(X)
+    c = IICClustering(n_clusters=10, n_epochs=2, random_state=0).fit(images[:, None])
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_array_equal(a.labels_, c.labels_)
+    # Flattened rows and images predict alike.
+    np.testing.assert_array_equal(a.predict(images), a.predict(X))
+    with pytest.raises(ValueError, match="images of shape"):
+        a.predict(X.reshape(-1, 4, 16))
+    with pytest.raises(ValueError, match="image_shape=\\(7, 7\\) does not match"):
+        IICClustering(image_shape=(7, 7), n_epochs=1).fit(X)
+    with pytest.raises(ValueError, match="does not match images"):
+        IICClustering(image_shape=(1, 4, 16), n_epochs=1).fit(images)
+
+
+# -- bad input -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "X, error, match",
+    [
+        (np.array([[1.0, np.nan], [2.0, 3.0], [1.0, 1.0]]), ValueError, "NaN"),
+        (np.array([[1.0, np.inf], [2.0, 3.0], [1.0, 1.0]]), ValueError, "infinity"),
+        (np.empty((0, 3)), ValueError, "0 sample"),
+        (np.ones((4, 2)) + 1j, ValueError, "[Cc]omplex"),
+        (np.array([["a", "b"], ["c", "d"], ["e", "f"]]), ValueError, "could not convert|string"),
+        (np.array([[object(), 1]] * 3), TypeError, "float"),
+        (sp.random(10, 3, density=0.5, format="csr", random_state=0), TypeError, "[Ss]parse"),
+        (np.ones((3, 2, 2, 2, 2)), ValueError, "5 dimensions"),
+        (np.ones(5), ValueError, "2D array"),
+    ],
+)
+def test_bad_input(X, error, match):
+    with pytest.raises(error, match=match):
+        IICClustering(n_clusters=2, n_epochs=1).fit(X)
+
+
+def test_fewer_samples_than_clusters():
+    with pytest.raises(ValueError, match="n_samples=5 should be >= n_clusters=8"):
+        IICClustering().fit(np.random.RandomState(0).rand(5, 3))
+
+
+def test_predict_checks(blobs):
+    X, _ = blobs
+    with pytest.raises(NotFittedError):
+        IICClustering().predict(X)
+    model = IICClustering(n_clusters=3, n_epochs=1).fit(X)
+    with pytest.raises(ValueError, match="X has 3 features, but IICClustering is expecting 4"):
+        model.predict(X[:, :3])
+    with pytest.raises(ValueError, match="NaN"):
+        model.predict(np.full((2, 4), np.nan))
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(n_clusters=0), "n_clusters"),
+        (dict(pairs="knn"), "pairs"),
+        (dict(learning_rate=0), "learning_rate"),
+        (dict(batch_size=1), "batch_size"),
+        (dict(perturbation="strong"), "perturbation"),
+        (dict(network="resnet"), "network"),
+        (dict(overclustering=-1), "overclustering"),
+    ],
+)
+def test_invalid_parameters(blobs, params, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        IICClustering(**params).fit(blobs[0])
+
+
+def test_bad_device(blobs):
+    with pytest.raises(ValueError, match="not a valid torch device"):
+        IICClustering(n_clusters=3, device="quantum", n_epochs=1).fit(blobs[0])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda(blobs):
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        IICClustering(n_clusters=3, device="cuda", n_epochs=1).fit(blobs[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fit_keeps_network_on_cpu(blobs):
+    X, y = blobs
+    model = IICClustering(n_clusters=3, device="cuda", **FAST).fit(X)
+    assert next(model.network_.parameters()).device.type == "cpu"
+    assert adjusted_rand_score(y, model.labels_) > 0.9
+    again = IICClustering(n_clusters=3, device="cuda", **FAST).fit(X)
+    np.testing.assert_array_equal(model.labels_, again.labels_)
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.set_params(device="cpu").predict(X), model.labels_)
+
+
+# -- scikit-learn workflows ------------------------------------------------------
+
+
+def test_pipeline_and_dataframe(blobs):
+    pd = pytest.importorskip("pandas")
+    X, y = blobs
+    frame = pd.DataFrame(X * 100, columns=list("abcd"))
+    pipe = make_pipeline(StandardScaler(), IICClustering(n_clusters=3, **FAST))
+    labels = pipe.fit_predict(frame)
+    assert adjusted_rand_score(y, labels) > 0.9
+    model = IICClustering(n_clusters=3, **FAST).fit(frame)
+    np.testing.assert_array_equal(model.feature_names_in_, list("abcd"))
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_grid_search_with_and_without_labels(blobs, n_jobs):
+    X, y = blobs
+    grid = {"lamb": [1.0, 1.5]}
+    unsupervised = GridSearchCV(IICClustering(n_clusters=3, **FAST), grid, cv=2, n_jobs=n_jobs)
+    unsupervised.fit(X)
+    assert np.isfinite(unsupervised.cv_results_["mean_test_score"]).all()
+    assert 0 <= unsupervised.best_score_ <= 1
+    supervised = GridSearchCV(
+        IICClustering(n_clusters=3, **FAST), grid, cv=2, n_jobs=n_jobs,
+        scoring="adjusted_rand_score",
+    )
+    supervised.fit(X, y)
+    assert supervised.best_score_ > 0.8
+
+
+def test_score_is_deterministic_and_higher_for_a_trained_model(blobs):
+    X, _ = blobs
+    trained = IICClustering(n_clusters=3, **FAST).fit(X)
+    untrained = IICClustering(n_clusters=3, n_epochs=1, learning_rate=1e-6, random_state=0).fit(X)
+    assert trained.score(X) == trained.score(X)
+    assert trained.score(X) > untrained.score(X)
+
+
+def test_clone_pickle_joblib(blobs, tmp_path):
+    X, _ = blobs
+    model = IICClustering(n_clusters=3, perturbation=GaussianNoise(0.2), **FAST).fit(X)
+    unfitted = clone(model)
+    assert not hasattr(unfitted, "labels_")
+    assert unfitted.get_params()["perturbation"] == GaussianNoise(0.2)
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.predict_proba(X), model.predict_proba(X))
+    joblib.dump(model, tmp_path / "model.joblib")
+    loaded = joblib.load(tmp_path / "model.joblib")
+    np.testing.assert_array_equal(loaded.predict(X), model.labels_)
+    assert loaded.score(X) == model.score(X)
+
+
+def test_verbose_output(blobs, capsys):
+    X, _ = blobs
+    IICClustering(n_clusters=3, n_epochs=2, verbose=0).fit(X)
+    assert capsys.readouterr().out == ""
+    IICClustering(n_clusters=3, n_epochs=2, verbose=1).fit(X)
+    out = capsys.readouterr().out
+    assert "epoch    2/2" in out and "loss" in out
