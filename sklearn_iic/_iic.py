@@ -110,7 +110,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         n_clusters)`` clusters is trained alongside the main one; it shapes the
         shared network and is not used for labels.
 
-    n_subheads : int, default=1
+    n_subheads : int, default=5
         Independent copies of each head. After training the main sub-head with
         the lowest loss on the training pairs gives the labels (no labels
         needed).
@@ -119,7 +119,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         Times each sample appears in a batch, each against an independent
         draw of its pair.
 
-    lamb : float, default=1.0
+    lamb : float, default=1.5
         Weight of the marginal entropies in the IIC loss (see
         :func:`~sklearn_iic.iic_loss`); above 1 favours balanced clusters.
 
@@ -228,9 +228,9 @@ class IICClustering(ClusterMixin, BaseEstimator):
         n_neighbors=10,
         image_shape=None,
         overclustering=0,
-        n_subheads=1,
+        n_subheads=5,
         n_repeats=1,
-        lamb=1.0,
+        lamb=1.5,
         batch_size=256,
         n_epochs=100,
         learning_rate=1e-3,

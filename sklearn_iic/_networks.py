@@ -13,8 +13,9 @@ from torch import nn
 class MLP(nn.Sequential):
     """Multi-layer perceptron with BatchNorm and ReLU.
 
-    The input passes through a BatchNorm layer first, so the network does not
-    depend on the units of the features.
+    Each hidden layer is normalised, so a common rescaling of all features
+    does not change the output; features of very different scales should be
+    standardised first (``StandardScaler``).
 
     Parameters
     ----------
@@ -27,7 +28,7 @@ class MLP(nn.Sequential):
     """
 
     def __init__(self, n_features, n_outputs, hidden_layer_sizes=(256, 256)):
-        layers = [nn.BatchNorm1d(n_features)]
+        layers = []
         width = n_features
         for size in hidden_layer_sizes:
             layers += [nn.Linear(width, size), nn.BatchNorm1d(size), nn.ReLU()]
@@ -42,8 +43,8 @@ class ConvNet(nn.Sequential):
     Blocks of 3x3 convolution, BatchNorm and ReLU, each followed by 2x2
     max-pooling until the feature map is at most 4 pixels wide; the channel
     count doubles after each pooling up to ``max_channels``. A linear layer
-    maps the flattened features to the logits. The input passes through a
-    BatchNorm layer first, so pixel values in [0, 1] or [0, 255] both work.
+    maps the flattened features to the logits. Every convolution is followed
+    by BatchNorm, so pixel values in [0, 1] or [0, 255] work alike.
 
     Parameters
     ----------
@@ -59,7 +60,7 @@ class ConvNet(nn.Sequential):
 
     def __init__(self, input_shape, n_outputs, channels=32, max_channels=128):
         in_channels, height, width = input_shape
-        layers = [nn.BatchNorm2d(in_channels)]
+        layers = []
         size = min(height, width)
         while True:
             layers += [

@@ -1,11 +1,12 @@
 """Device handling, cluster heads and the training loop."""
 
 import contextlib
+import math
 import time
 
 import torch
 
-from ._loss import iic_loss, normalize_joint
+from ._loss import iic_loss, loss_from_joint, normalize_joint
 
 # Rows per forward pass at prediction time: bounds memory for any n_samples.
 PREDICT_BATCH_SIZE = 8192
@@ -91,6 +92,51 @@ def _pair_logits(network, x, partner):
     return logits.chunk(2)
 
 
+class _EpochMonitor:
+    """Per-epoch report for ``verbose``: loss, mutual information and cluster sizes.
+
+    Tracks the first main sub-head; a tqdm progress bar is shown when tqdm is
+    installed.
+    """
+
+    def __init__(self, n_epochs, n_clusters):
+        self.n_epochs = n_epochs
+        self.n_clusters = n_clusters
+        self.start = time.perf_counter()
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            self.bar = None
+        else:
+            self.bar = tqdm(total=n_epochs, desc="IICClustering", unit="epoch", leave=False)
+
+    def begin_epoch(self):
+        self.joint = 0.0
+        self.sizes = 0
+
+    def update(self, p, q):
+        self.joint = self.joint + p.T @ q
+        self.sizes = self.sizes + torch.bincount(p.argmax(dim=1), minlength=self.n_clusters)
+
+    def end_epoch(self, epoch, loss):
+        information = -float(loss_from_joint(normalize_joint(self.joint)))
+        sizes = " ".join(str(int(n)) for n in self.sizes.cpu())
+        line = (
+            f"[IICClustering] epoch {epoch + 1:4d}/{self.n_epochs}  loss {loss:+.4f}  "
+            f"MI {information:.4f}  sizes [{sizes}]  ({time.perf_counter() - self.start:.1f}s)"
+        )
+        if self.bar is None:
+            print(line, flush=True)
+        else:
+            self.bar.update()
+            self.bar.set_postfix(loss=f"{loss:+.4f}", MI=f"{information:.4f}")
+            self.bar.write(line)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
 def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
           generator, verbose=0):
     """Train ``network`` in place by minimising the IIC loss of every head.
@@ -101,37 +147,43 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
     """
     optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
     n_main = heads.n_subheads
+    monitor = _EpochMonitor(n_epochs, heads.sizes[0]) if verbose else None
     network.train()
     loss_curve = []
-    start = time.perf_counter()
-    for epoch in range(n_epochs):
-        epoch_loss = 0.0
-        batches = _epoch_batches(sampler.n_samples, batch_size, generator)
-        for indices in batches:
-            logits, partner_logits = _pair_logits(network, *sampler(indices))
-            losses = [
-                iic_loss(p, q, lamb)
-                for p, q in zip(heads.probabilities(logits), heads.probabilities(partner_logits))
-            ]
-            main_loss = torch.stack(losses[:n_main]).mean()
-            loss = main_loss
-            if len(losses) > n_main:
-                loss = loss + torch.stack(losses[n_main:]).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            # Accumulate on the device: no host synchronisation per batch.
-            epoch_loss = epoch_loss + main_loss.detach()
-        epoch_loss = float(epoch_loss) / len(batches)
-        if not torch.isfinite(torch.tensor(epoch_loss)):
-            raise FloatingPointError(
-                f"The IIC loss became non-finite at epoch {epoch + 1}. Try a lower "
-                "learning_rate, a weaker perturbation, or standardising the input."
-            )
-        loss_curve.append(epoch_loss)
-        if verbose:
-            print(f"[IICClustering] epoch {epoch + 1:4d}/{n_epochs}  loss {epoch_loss:+.4f}  "
-                  f"({time.perf_counter() - start:.1f}s)")
+    try:
+        for epoch in range(n_epochs):
+            epoch_loss = 0.0
+            batches = _epoch_batches(sampler.n_samples, batch_size, generator)
+            if monitor:
+                monitor.begin_epoch()
+            for indices in batches:
+                logits, partner_logits = _pair_logits(network, *sampler(indices))
+                probs = heads.probabilities(logits)
+                partner_probs = heads.probabilities(partner_logits)
+                losses = [iic_loss(p, q, lamb) for p, q in zip(probs, partner_probs)]
+                main_loss = torch.stack(losses[:n_main]).mean()
+                loss = main_loss
+                if len(losses) > n_main:
+                    loss = loss + torch.stack(losses[n_main:]).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                # Accumulate on the device: no host synchronisation per batch.
+                epoch_loss = epoch_loss + main_loss.detach()
+                if monitor:
+                    monitor.update(probs[0].detach(), partner_probs[0].detach())
+            epoch_loss = float(epoch_loss) / len(batches)
+            if not math.isfinite(epoch_loss):
+                raise FloatingPointError(
+                    f"The IIC loss became non-finite at epoch {epoch + 1}. Try a lower "
+                    "learning_rate, a weaker perturbation, or standardising the input."
+                )
+            loss_curve.append(epoch_loss)
+            if monitor:
+                monitor.end_epoch(epoch, epoch_loss)
+    finally:
+        if monitor:
+            monitor.close()
     network.eval()
     return loss_curve
 

@@ -332,4 +332,10 @@ def test_verbose_output(blobs, capsys):
     assert capsys.readouterr().out == ""
     IICClustering(n_clusters=3, n_epochs=2, verbose=1).fit(X)
     out = capsys.readouterr().out
-    assert "epoch    2/2" in out and "loss" in out
+    assert "epoch    2/2" in out and "loss" in out and "MI" in out and "sizes [" in out
+
+
+def test_verbose_progress_bar(blobs, capsys):
+    pytest.importorskip("tqdm")
+    IICClustering(n_clusters=3, n_epochs=2, verbose=1).fit(blobs[0])
+    assert "IICClustering" in capsys.readouterr().err
