@@ -95,7 +95,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         ``x' = g(x)``; ``"neighbors"``, one of the ``n_neighbors`` nearest
         neighbours of ``x`` drawn afresh each epoch (the perturbation is not
         applied); ``"both"``, ``g`` applied to such a neighbour. ``"auto"`` is
-        ``"both"`` for feature vectors and ``"perturbation"`` for images.
+        ``"both"``, which measured best on both feature vectors and images.
 
     n_neighbors : int, default=10
         Neighbours per sample for neighbour pairs.
@@ -168,7 +168,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
     n_features_in_ : int
         Number of features seen during fit (pixels times channels for images).
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string column names.
 
     input_shape_ : int or tuple of int
@@ -342,7 +342,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
                 f"The network must output {n_outputs} logits per sample "
                 f"(n_clusters={self.n_clusters}, n_subheads={self.n_subheads}, "
                 f"overclustering={self.overclustering}); it returned shape "
-                f"{tuple(out.shape)} for a batch of 2."
+                f"{tuple(out.shape)} for a batch of 2. A network with n_clusters "
+                "outputs needs n_subheads=1 and overclustering=0."
             )
         return network
 
@@ -364,9 +365,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         return self.perturbation
 
     def _pair_source(self):
-        if self.pairs == "auto":
-            return "perturbation" if self._is_image else "both"
-        return self.pairs
+        return "both" if self.pairs == "auto" else self.pairs
 
     def _pair_sampler(self, X, X_tensor, seed):
         neighbors = None

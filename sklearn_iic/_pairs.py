@@ -1,5 +1,6 @@
 """Pair construction: each sample ``x`` is paired with a perturbed copy and/or a neighbour."""
 
+import numpy as np
 import torch
 from sklearn.neighbors import NearestNeighbors
 
@@ -12,7 +13,10 @@ def nearest_neighbors(X, n_neighbors):
     """
     n_neighbors = min(n_neighbors, X.shape[0] - 1)
     # kneighbors() without X excludes each sample from its own neighbours.
-    return NearestNeighbors(n_neighbors=n_neighbors).fit(X).kneighbors(return_distance=False)
+    indices = NearestNeighbors(n_neighbors=n_neighbors).fit(X).kneighbors(return_distance=False)
+    # Rounding in the distances (which varies with BLAS threading) reorders near
+    # ties; sorting makes the pairs depend only on the neighbour sets.
+    return np.sort(indices, axis=1)
 
 
 class PairSampler:
