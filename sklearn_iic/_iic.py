@@ -444,13 +444,15 @@ class IICClustering(ClusterMixin, BaseEstimator):
         self.labels_ = np.argsort(self._cluster_order)[labels]
         return self
 
+    def _network_on(self, device):
+        # A copy for other devices: network_ itself stays on the CPU.
+        return self.network_ if device.type == "cpu" else copy.deepcopy(self.network_).to(device)
+
     def _raw_proba(self, X):
         device = resolve_device(self.device)
-        network = self.network_ if device.type == "cpu" else copy.deepcopy(self.network_).to(device)
-        with torch_threads(torch.get_num_threads()):
-            logits = predict_logits(network, self._as_tensor(X, device))
-            logits = self._heads_.main(logits, self.best_head_)
-            return logits.softmax(dim=1).cpu().double().numpy()
+        logits = predict_logits(self._network_on(device), self._as_tensor(X, device))
+        logits = self._heads_.main(logits, self.best_head_)
+        return logits.softmax(dim=1).cpu().double().numpy()
 
     def predict_proba(self, X):
         """Soft cluster assignments of X.
@@ -511,7 +513,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         check_is_fitted(self)
         X = self._validate_input(X, reset=False)
         device = resolve_device(self.device)
-        network = copy.deepcopy(self.network_).to(device)
+        network = self._network_on(device)
         with local_torch_rng(self._score_seed, device):
             sampler = self._pair_sampler(X, self._as_tensor(X, device), self._score_seed)
             joints = pair_joints(network, sampler, self._heads_, self.batch_size)
