@@ -32,10 +32,11 @@ from .perturbations import (
     RandomResizedCrop,
 )
 
-# Below this much work per training step, a second torch thread costs more in
-# synchronisation than it saves (2-core machine: a 50-sample fit is 20x slower
-# with 2 threads; digits, 1797 x 64, is 10% faster with 2).
-_SINGLE_THREAD_WORK = 1e6
+# Work per training step that pays for one torch thread. Small steps lose more
+# to thread synchronisation than they gain (2-core machine: a 50-sample fit is
+# 20x slower with 2 threads than with 1), and far more when other processes
+# compete for the cores; digits (1797 x 64) stays on one thread.
+_WORK_PER_THREAD = 1e7
 
 
 # Optimiser steps of n_epochs="auto": enough for digits (100 epochs) and
@@ -404,7 +405,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
             work = rows * int(np.prod(self.input_shape_)) * 32 * 9
         else:
             work = rows * (self.input_shape_ + n_outputs) * 256
-        return 1 if work < _SINGLE_THREAD_WORK else torch.get_num_threads()
+        return int(np.clip(work // _WORK_PER_THREAD, 1, torch.get_num_threads()))
 
     # -- the algorithm ------------------------------------------------------
 
