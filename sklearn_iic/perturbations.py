@@ -25,6 +25,7 @@ __all__ = [
     "Perturbation",
     "RandomAffine",
     "RandomResizedCrop",
+    "Transform",
 ]
 
 
@@ -228,3 +229,34 @@ class IntensityJitter(Perturbation):
         mean = x.mean(dim=tuple(range(1, x.ndim)), keepdim=True)
         x = (x - mean) * contrast.view(shape).to(x.dtype) + mean
         return x * gain.view(shape).to(x.dtype)
+
+
+class Transform(Perturbation):
+    """Use a one-argument batch transform as a perturbation.
+
+    For transforms that take only the batch and draw their randomness from
+    torch's global random number generator, such as kornia augmentations or
+    a user's ``lambda x: ...``. :class:`~sklearn_iic.IICClustering` seeds
+    torch's generator from ``random_state`` while it fits (and restores the
+    caller's state afterwards), so such fits stay reproducible.
+
+    Parameters
+    ----------
+    transform : callable
+        Called as ``transform(x)`` on a batch on the training device; must
+        return a tensor of the same shape.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_iic.perturbations import Transform
+    >>> flip = Transform(lambda x: torch.flip(x, dims=[-1]))
+    >>> flip(torch.arange(3.0).view(1, 1, 1, 3), None).tolist()
+    [[[[2.0, 1.0, 0.0]]]]
+    """
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __call__(self, x, generator):
+        return self.transform(x)

@@ -341,3 +341,11 @@ def test_verbose_progress_bar(blobs, capsys):
     pytest.importorskip("tqdm")
     IICClustering(n_clusters=3, n_epochs=2, verbose=1).fit(blobs[0])
     assert "IICClustering" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 96, 96), (1, 20, 12)])
+def test_default_convnet_is_sized_from_the_image(shape):
+    from sklearn_iic import ConvNet
+
+    net = ConvNet(shape, 7).eval()
+    assert net(torch.zeros(2, *shape)).shape == (2, 7)

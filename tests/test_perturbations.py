@@ -72,3 +72,20 @@ def test_compose_reprs_and_equality():
     generator = gen()
     expected = GaussianNoise(0.05)(RandomAffine(rotation=10)(x, generator), generator)
     assert torch.equal(g(x, gen()), expected)
+
+
+def test_transform_wraps_one_argument_callables_reproducibly():
+    import numpy as np
+    from sklearn.datasets import make_blobs
+
+    from sklearn_iic import IICClustering
+    from sklearn_iic.perturbations import Transform
+
+    X, _ = make_blobs(60, n_features=4, centers=3, random_state=0)
+    noise = Transform(lambda x: x + 0.1 * torch.randn_like(x))  # global torch RNG
+    fits = [
+        IICClustering(3, perturbation=noise, n_epochs=5, random_state=0).fit(X)
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(fits[0].labels_, fits[1].labels_)
+    assert fits[0].loss_curve_ == fits[1].loss_curve_
