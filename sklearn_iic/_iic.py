@@ -16,10 +16,11 @@ from ._loss import loss_from_joint, normalized_mutual_information
 from ._networks import default_network
 from ._pairs import PairSampler, nearest_neighbors
 from ._training import (
+    PREDICT_BATCH_SIZE,
     Heads,
     local_torch_rng,
     pair_joints,
-    predict_logits,
+    predict_proba,
     resolve_device,
     torch_threads,
     train,
@@ -454,11 +455,12 @@ class IICClustering(ClusterMixin, BaseEstimator):
             joints = pair_joints(network, sampler, heads, self.batch_size)
             self.head_losses_ = np.array([float(loss_from_joint(j)) for j in joints])
             self.best_head_ = int(np.argmin(self.head_losses_))
+            self._heads_ = heads
+            # Label the training data already on the device, in bounded batches.
+            labels = self._proba(network, X_tensor.split(PREDICT_BATCH_SIZE)).argmax(axis=1)
             self.network_ = network.cpu().eval()
-        self._heads_ = heads
         self._score_seed = seed
         # Number clusters by decreasing size so that used labels are 0, 1, ...
-        labels = self._raw_proba(X).argmax(axis=1)
         counts = np.bincount(labels, minlength=self.n_clusters)
         self._cluster_order = np.argsort(-counts, kind="stable")
         self.labels_ = np.argsort(self._cluster_order)[labels]
@@ -468,11 +470,17 @@ class IICClustering(ClusterMixin, BaseEstimator):
         # A copy for other devices: network_ itself stays on the CPU.
         return self.network_ if device.type == "cpu" else copy.deepcopy(self.network_).to(device)
 
+    def _proba(self, network, batches):
+        return predict_proba(network, batches, self._heads_, self.best_head_).double().numpy()
+
     def _raw_proba(self, X):
         device = resolve_device(self.device)
-        logits = predict_logits(self._network_on(device), self._as_tensor(X, device))
-        logits = self._heads_.main(logits, self.best_head_)
-        return logits.softmax(dim=1).cpu().double().numpy()
+        # Convert X batch by batch: predicting never holds a full copy of it.
+        batches = (
+            self._as_tensor(X[start : start + PREDICT_BATCH_SIZE], device)
+            for start in range(0, X.shape[0], PREDICT_BATCH_SIZE)
+        )
+        return self._proba(self._network_on(device), batches)
 
     def predict_proba(self, X):
         """Soft cluster assignments of X.
@@ -532,6 +540,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._validate_input(X, reset=False)
+        if X.shape[0] < 2:
+            raise ValueError(f"score needs at least 2 samples to pair; got n_samples={X.shape[0]}.")
         device = resolve_device(self.device)
         network = self._network_on(device)
         with local_torch_rng(self._score_seed, device):

@@ -208,7 +208,12 @@ def pair_joints(network, sampler, heads, batch_size):
 
 
 @torch.no_grad()
-def predict_logits(network, X, batch_size=PREDICT_BATCH_SIZE):
-    """Logits of ``network`` on ``X`` in eval mode, in batches of bounded size."""
+def predict_proba(network, batches, heads, head):
+    """Soft assignments of main sub-head ``head``, computed batch by batch.
+
+    ``batches`` yields input tensors on the network's device; only that head's
+    probabilities are kept, on the CPU, so memory grows with ``n_clusters``
+    columns rather than with the network's full output.
+    """
     network.eval()
-    return torch.cat([network(chunk) for chunk in X.split(batch_size)])
+    return torch.cat([heads.main(network(x), head).softmax(dim=1).cpu() for x in batches])

@@ -312,6 +312,8 @@ def test_score_is_deterministic_and_higher_for_a_trained_model(blobs):
     untrained = IICClustering(n_clusters=3, n_epochs=1, learning_rate=1e-6, random_state=0).fit(X)
     assert trained.score(X) == trained.score(X)
     assert trained.score(X) > untrained.score(X)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        trained.score(X[:1])
 
 
 def test_clone_pickle_joblib(blobs, tmp_path):
@@ -349,3 +351,14 @@ def test_default_convnet_is_sized_from_the_image(shape):
 
     net = ConvNet(shape, 7).eval()
     assert net(torch.zeros(2, *shape)).shape == (2, 7)
+
+
+def test_prediction_in_batches_matches_row_subsets(blobs):
+    from sklearn_iic._training import PREDICT_BATCH_SIZE
+
+    X, _ = blobs
+    model = IICClustering(n_clusters=3, **FAST).fit(X)
+    big = np.random.RandomState(0).normal(size=(PREDICT_BATCH_SIZE + 500, 4)) * 5
+    proba = model.predict_proba(big)
+    np.testing.assert_allclose(proba[-500:], model.predict_proba(big[-500:]), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(model.predict(big), proba.argmax(1))
