@@ -16,10 +16,10 @@ from ._loss import loss_from_joint, normalized_mutual_information
 from ._networks import default_network
 from ._pairs import PairSampler, nearest_neighbors
 from ._training import (
-    PREDICT_BATCH_SIZE,
     Heads,
     local_torch_rng,
     pair_joints,
+    prediction_batch_size,
     predict_proba,
     resolve_device,
     torch_threads,
@@ -377,12 +377,10 @@ class IICClustering(ClusterMixin, BaseEstimator):
     def _pair_source(self):
         return "both" if self.pairs == "auto" else self.pairs
 
-    def _pair_sampler(self, X, X_tensor, seed):
+    def _pair_sampler(self, X_tensor, seed):
         neighbors = None
         if self._pair_source() in ("neighbors", "both"):
-            neighbors = torch.as_tensor(
-                nearest_neighbors(X, self.n_neighbors), device=X_tensor.device
-            )
+            neighbors = nearest_neighbors(X_tensor, self.n_neighbors)
         generator = torch.Generator(device=X_tensor.device).manual_seed(seed)
         return PairSampler(
             X_tensor,
@@ -440,7 +438,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         with torch_threads(self._n_threads(n_samples, heads.n_outputs)), local_torch_rng(seed, device):
             X_tensor = self._as_tensor(X, device)
             network = self._build_network(heads.n_outputs, X_tensor)
-            sampler = self._pair_sampler(X, X_tensor, seed)
+            sampler = self._pair_sampler(X_tensor, seed)
             self.loss_curve_ = train(
                 network, sampler, heads,
                 batch_size=min(self.batch_size, n_samples),
@@ -457,7 +455,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
             self.best_head_ = int(np.argmin(self.head_losses_))
             self._heads_ = heads
             # Label the training data already on the device, in bounded batches.
-            labels = self._proba(network, X_tensor.split(PREDICT_BATCH_SIZE)).argmax(axis=1)
+            batches = X_tensor.split(prediction_batch_size(self.input_shape_))
+            labels = self._proba(network, batches).argmax(axis=1)
             self.network_ = network.cpu().eval()
         self._score_seed = seed
         # Number clusters by decreasing size so that used labels are 0, 1, ...
@@ -476,9 +475,10 @@ class IICClustering(ClusterMixin, BaseEstimator):
     def _raw_proba(self, X):
         device = resolve_device(self.device)
         # Convert X batch by batch: predicting never holds a full copy of it.
+        rows = prediction_batch_size(self.input_shape_)
         batches = (
-            self._as_tensor(X[start : start + PREDICT_BATCH_SIZE], device)
-            for start in range(0, X.shape[0], PREDICT_BATCH_SIZE)
+            self._as_tensor(X[start : start + rows], device)
+            for start in range(0, X.shape[0], rows)
         )
         return self._proba(self._network_on(device), batches)
 
@@ -545,7 +545,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         device = resolve_device(self.device)
         network = self._network_on(device)
         with local_torch_rng(self._score_seed, device):
-            sampler = self._pair_sampler(X, self._as_tensor(X, device), self._score_seed)
+            sampler = self._pair_sampler(self._as_tensor(X, device), self._score_seed)
             joints = pair_joints(network, sampler, self._heads_, self.batch_size)
         return normalized_mutual_information(joints[self.best_head_])
 
