@@ -378,10 +378,10 @@ class IICClustering(ClusterMixin, BaseEstimator):
         return "both" if self.pairs == "auto" else self.pairs
 
     def _pair_sampler(self, X_tensor, seed):
+        generator = torch.Generator(device=X_tensor.device).manual_seed(seed)
         neighbors = None
         if self._pair_source() in ("neighbors", "both"):
-            neighbors = nearest_neighbors(X_tensor, self.n_neighbors)
-        generator = torch.Generator(device=X_tensor.device).manual_seed(seed)
+            neighbors = nearest_neighbors(X_tensor, self.n_neighbors, generator)
         return PairSampler(
             X_tensor,
             perturbation=self._perturbation(),

@@ -5,17 +5,23 @@ from sklearn.neighbors import NearestNeighbors
 
 # Distances held at once by the GPU neighbour search (float32 entries: 256 MiB).
 _DISTANCE_BLOCK = 2**26
+# Above this many samples, neighbours are sought among a random subset of this
+# size, so that the search grows linearly with n_samples.
+_MAX_REFERENCE = 50_000
 
 
 @torch.no_grad()
-def nearest_neighbors(X, n_neighbors):
+def nearest_neighbors(X, n_neighbors, generator):
     """Indices of the ``n_neighbors`` nearest other samples of each sample of ``X``.
 
     Exact Euclidean search where ``X`` lives: scikit-learn's
     :class:`~sklearn.neighbors.NearestNeighbors` on the CPU (2.5x faster there
-    than the blocked search), and on a GPU blocks of rows against all samples,
-    so that memory stays at about 256 MiB of distances whatever
-    ``n_samples``. Either way time grows as ``n_samples ** 2 * n_features``.
+    than the blocked search), and on a GPU blocks of rows against the
+    candidates, so that memory stays at about 256 MiB of distances. Up to
+    50,000 samples every sample is a candidate and time grows as
+    ``n_samples ** 2``; beyond, the candidates are a random subset of 50,000
+    samples (drawn with ``generator``), so time grows linearly with
+    ``n_samples`` and neighbours are those of a sample as dense as 50,000 points.
     ``n_neighbors`` is capped at ``n_samples - 1``.
 
     Parameters
@@ -23,6 +29,8 @@ def nearest_neighbors(X, n_neighbors):
     X : torch.Tensor of shape (n_samples, ...)
         The data; images are compared pixel by pixel.
     n_neighbors : int
+    generator : torch.Generator
+        On X's device; draws the candidate subset of large data sets.
 
     Returns
     -------
@@ -33,27 +41,32 @@ def nearest_neighbors(X, n_neighbors):
     n_samples = X.shape[0]
     k = min(n_neighbors, n_samples - 1)
     flat = X.reshape(n_samples, -1)
+    candidates = torch.arange(n_samples, device=X.device)
+    if n_samples > _MAX_REFERENCE:
+        candidates = torch.randperm(n_samples, generator=generator, device=X.device)
+        candidates = candidates[:_MAX_REFERENCE].sort().values
+    # One extra neighbour, as a sample may find itself among its candidates.
     if flat.device.type == "cpu":
-        # kneighbors() without X excludes each sample from its own neighbours.
-        found = NearestNeighbors(n_neighbors=k).fit(flat.numpy()).kneighbors(return_distance=False)
-        return torch.from_numpy(found).sort(dim=1).values
-    return _blocked_neighbors(flat, k)
+        search = NearestNeighbors(n_neighbors=k + 1).fit(flat[candidates].numpy())
+        found = torch.from_numpy(search.kneighbors(flat.numpy(), return_distance=False))
+    else:
+        found = _blocked_neighbors(flat, flat[candidates], k + 1)
+    found = candidates[found]
+    # Drop the sample itself where found, else the farthest of the k + 1.
+    rank = torch.arange(k + 1, device=X.device).expand_as(found)
+    rank = torch.where(found == torch.arange(n_samples, device=X.device)[:, None], k + 1, rank)
+    return found.gather(1, rank.argsort(dim=1)[:, :k]).sort(dim=1).values
 
 
-def _blocked_neighbors(flat, k):
-    """Exact kNN of the rows of a 2-D tensor, a block of rows at a time."""
-    n_samples = flat.shape[0]
-    squared = (flat * flat).sum(dim=1)
-    rows = max(1, _DISTANCE_BLOCK // n_samples)
+def _blocked_neighbors(queries, candidates, k):
+    """Exact kNN (indices into ``candidates``) of 2-D ``queries``, a block at a time."""
+    squared = (candidates * candidates).sum(dim=1)
+    rows = max(1, _DISTANCE_BLOCK // candidates.shape[0])
     blocks = []
-    for start in range(0, n_samples, rows):
-        block = flat[start : start + rows]
-        distances = squared[start : start + rows, None] - 2 * block @ flat.T + squared
-        # A sample is not its own neighbour.
-        own = torch.arange(block.shape[0], device=flat.device)
-        distances[own, start + own] = torch.inf
+    for block in queries.split(rows):
+        distances = (block * block).sum(dim=1, keepdim=True) - 2 * block @ candidates.T + squared
         blocks.append(distances.topk(k, dim=1, largest=False).indices)
-    return torch.cat(blocks).sort(dim=1).values
+    return torch.cat(blocks)
 
 
 class PairSampler:

@@ -7,21 +7,47 @@ import sklearn_iic._pairs as pairs
 from sklearn_iic._pairs import PairSampler, nearest_neighbors
 
 
+def gen():
+    return torch.Generator().manual_seed(0)
+
+
 def test_neighbors_exclude_self_and_match_sklearn():
     X, _ = make_blobs(300, n_features=5, random_state=0)
     expected = np.sort(NearestNeighbors(n_neighbors=7).fit(X).kneighbors(return_distance=False), 1)
-    found = nearest_neighbors(torch.tensor(X, dtype=torch.float32), 7)
+    found = nearest_neighbors(torch.tensor(X, dtype=torch.float32), 7, gen())
     np.testing.assert_array_equal(found.numpy(), expected)
     assert not (found == torch.arange(300)[:, None]).any()
     # n_neighbors is capped at n_samples - 1.
-    assert nearest_neighbors(torch.tensor(X[:4], dtype=torch.float32), 10).shape == (4, 3)
+    assert nearest_neighbors(torch.tensor(X[:4], dtype=torch.float32), 10, gen()).shape == (4, 3)
+
+
+def test_duplicates_are_neighbours_but_never_the_sample_itself():
+    X = torch.tensor([[0.0], [0.0], [0.0], [5.0], [5.1]])
+    found = nearest_neighbors(X, 2, gen())
+    assert found[:3].tolist() == [[1, 2], [0, 2], [0, 1]]
+    assert 4 in found[3].tolist() and 3 in found[4].tolist()
+
+
+def test_large_data_searches_a_subset_of_candidates(monkeypatch):
+    monkeypatch.setattr(pairs, "_MAX_REFERENCE", 100)
+    X = torch.tensor(make_blobs(400, n_features=3, random_state=2)[0], dtype=torch.float32)
+    found = nearest_neighbors(X, 5, gen())
+    assert found.shape == (400, 5)
+    assert len(torch.unique(found)) <= 100  # every neighbour is one of the candidates
+    assert not (found == torch.arange(400)[:, None]).any()
+    assert torch.equal(found, nearest_neighbors(X, 5, gen()))  # seeded
+    # Neighbours among the candidates are still close: within the 5% nearest.
+    distance = torch.cdist(X, X)
+    rank = distance.argsort(dim=1).argsort(dim=1)
+    assert rank.gather(1, found).float().median() < 0.05 * 400
 
 
 def test_blocked_search_used_on_gpus_matches(monkeypatch):
     X = torch.tensor(make_blobs(500, n_features=6, random_state=1)[0], dtype=torch.float32)
     monkeypatch.setattr(pairs, "_DISTANCE_BLOCK", 500 * 37)  # several blocks of 37 rows
-    blocked = pairs._blocked_neighbors(X, 5)
-    np.testing.assert_array_equal(blocked.numpy(), nearest_neighbors(X, 5).numpy())
+    blocked = pairs._blocked_neighbors(X, X, 6).sort(dim=1).values
+    expected = NearestNeighbors(n_neighbors=6).fit(X.numpy()).kneighbors(X.numpy(), return_distance=False)
+    np.testing.assert_array_equal(blocked.numpy(), np.sort(expected, 1))
 
 
 def test_pair_sampler_draws_neighbours_and_repeats():
