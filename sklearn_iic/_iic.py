@@ -401,9 +401,9 @@ class IICClustering(ClusterMixin, BaseEstimator):
         # layer, or a convnet's 32-channel 3x3 convolution per pixel.
         rows = min(self.batch_size, n_samples) * self.n_repeats
         if self._is_image:
-            work = rows * int(np.prod(self.input_shape_)) * 32 * 9
+            work = rows * self.n_features_in_ * 32 * 9
         else:
-            work = rows * (self.input_shape_ + n_outputs) * 256
+            work = rows * (self.n_features_in_ + n_outputs) * 256
         return int(np.clip(work // _WORK_PER_THREAD, 1, torch.get_num_threads()))
 
     # -- the algorithm ------------------------------------------------------
@@ -455,7 +455,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
             self.best_head_ = int(np.argmin(self.head_losses_))
             self._heads_ = heads
             # Label the training data already on the device, in bounded batches.
-            batches = X_tensor.split(prediction_batch_size(self.input_shape_))
+            batches = X_tensor.split(prediction_batch_size(self.n_features_in_))
             labels = self._proba(network, batches).argmax(axis=1)
             self.network_ = network.cpu().eval()
         self._score_seed = seed
@@ -475,7 +475,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
     def _raw_proba(self, X):
         device = resolve_device(self.device)
         # Convert X batch by batch: predicting never holds a full copy of it.
-        rows = prediction_batch_size(self.input_shape_)
+        rows = prediction_batch_size(self.n_features_in_)
         batches = (
             self._as_tensor(X[start : start + rows], device)
             for start in range(0, X.shape[0], rows)

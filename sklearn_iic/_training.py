@@ -14,9 +14,8 @@ from ._loss import iic_loss, loss_from_joint, normalize_joint
 _PREDICT_VALUES = 2**20
 
 
-def prediction_batch_size(input_shape):
-    """Rows per forward pass when predicting inputs of ``input_shape``."""
-    n_values = input_shape if isinstance(input_shape, int) else math.prod(input_shape)
+def prediction_batch_size(n_values):
+    """Rows per forward pass when predicting samples of ``n_values`` numbers each."""
     return min(8192, max(64, _PREDICT_VALUES // n_values))
 
 

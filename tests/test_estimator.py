@@ -358,7 +358,7 @@ def test_prediction_in_batches_matches_row_subsets(blobs):
 
     X, _ = blobs
     model = IICClustering(n_clusters=3, **FAST).fit(X)
-    big = np.random.RandomState(0).normal(size=(prediction_batch_size(4) + 500, 4)) * 5
+    big = np.random.RandomState(0).normal(size=(prediction_batch_size(X.shape[1]) + 500, 4)) * 5
     proba = model.predict_proba(big)
     np.testing.assert_allclose(proba[-500:], model.predict_proba(big[-500:]), rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(model.predict(big), proba.argmax(1))
