@@ -67,9 +67,12 @@ def main():
         X, y = load(name)
         methods = {"IICClustering": lambda s: IICClustering(10, random_state=s)}
         if args.ablation and name == "digits":
-            # Each row changes one default: overclustering=0, n_subheads=5,
-            # n_repeats=1, pairs="both".
+            # Each row changes one default: n_microclusters="auto" (None for
+            # images), overclustering=0, n_subheads=5, n_repeats=1, pairs="both".
             methods.update({
+                "IIC n_microclusters=50": lambda s: IICClustering(
+                    10, n_microclusters=50, random_state=s
+                ),
                 "IIC overclustering=3": lambda s: IICClustering(10, overclustering=3, random_state=s),
                 "IIC n_subheads=1": lambda s: IICClustering(10, n_subheads=1, random_state=s),
                 "IIC n_repeats=3": lambda s: IICClustering(10, n_repeats=3, random_state=s),

@@ -3,7 +3,8 @@
 Usage:
     python benchmarks/bench_speed.py [--sizes 1000 10000 100000 1000000]
         [--image-sizes 1000 10000 60000] [--epochs 3] [--timeout 1200]
-        [--parts throughput overhead accuracy] [--quick] [--out PATH]
+        [--compile-size 100000] [--parts throughput overhead compile accuracy]
+        [--quick] [--out PATH]
 
 Prints Markdown tables and writes them to docs/benchmarks/speed.md. Four
 measurements:
@@ -23,11 +24,15 @@ measurements:
   which misses any peak lower than the one reached while making the data. On
   CUDA the peak GPU memory (``torch.cuda.max_memory_allocated``) is added.
   A measurement running past ``--timeout`` seconds is killed and shown as such.
+  The IIC fits are also timed by phase (neighbour search, training steps,
+  head selection, merging, labelling): where fit time goes.
 * overhead: one training step of the estimator (the difference between fits of
   k1 and k2 epochs on exactly one batch per epoch, divided by k2 - k1, so
   setup is excluded) against a bare torch step (forward, ``iic_loss`` on the five
   sub-heads, backward, Adam) of the same MLP on the same 2 x 256 pair batch,
   with as many torch threads as the estimator uses.
+* compile: fit time per epoch and setup of ``compile=False`` and ``True``, and
+  the torch operators that take the most CPU time in a default fit.
 * accuracy: the first ``n_epochs`` of a ladder at which IICClustering(10,
   random_state=0) reaches ACC >= 0.90 on digits given as 8x8 images, and its
   fit time.
@@ -54,6 +59,7 @@ N_FEATURES = 50
 IMAGE_SIDE = 28
 BATCH_SIZE = 256  # IICClustering's default
 N_SUBHEADS = 5  # IICClustering's default
+N_MICRO = 50  # IICClustering's n_microclusters="auto" for 10 clusters
 METHODS = ("IIC pairs=perturbation", "IIC default pairs", "KMeans", "MiniBatchKMeans")
 
 
@@ -124,28 +130,38 @@ class PeakMemory:
                        if torch.cuda.is_available() else None)
 
 
-def _timed_neighbor_search(log):
-    """Record the time of IICClustering's nearest-neighbour search in ``log``.
+# Functions the estimator's fit calls, by phase (private names: a phase whose
+# function moved shows as n/a).
+PHASES = {
+    "neighbour search": "nearest_neighbors",
+    "training steps": "train",
+    "pair joints (head selection)": "pair_joints",
+    "merging micro-clusters": "merge_clusters",
+    "labelling the training data": "predict_proba",
+}
 
-    Wraps the function the estimator calls (a private name: if it moves, the
-    column just shows n/a).
+
+def _time_phases(log):
+    """Record in ``log[phase]`` the seconds spent in each phase of IICClustering.fit.
+
+    Wraps the functions that ``sklearn_iic._iic`` calls, in that module.
     """
     import sklearn_iic._iic as iic_module
 
-    search = getattr(iic_module, "nearest_neighbors", None)
-    if search is None:
-        return
+    def timed(phase, function):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                log[phase] = log.get(phase, 0.0) + time.perf_counter() - start
+        return wrapper
 
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        result = search(*args, **kwargs)
-        log.append(time.perf_counter() - start)
-        return result
+    for phase, name in PHASES.items():
+        function = getattr(iic_module, name, None)
+        if function is not None:
+            setattr(iic_module, name, timed(phase, function))
 
-    iic_module.nearest_neighbors = timed
-
-
-# -- measurement 1: throughput and memory, one process per measurement --------------
 
 def _fit_predict_child(kind, n, method, epochs, conn):
     try:
@@ -155,20 +171,22 @@ def _fit_predict_child(kind, n, method, epochs, conn):
         # Warm-up on 16 rows: torch's and the thread pools' one-off initialisation
         # is then neither timed nor counted as memory of the measured fit.
         make_model(method, 1).fit(X[:16])
-        knn_log = []
-        _timed_neighbor_search(knn_log)
+        phases = {}
+        _time_phases(phases)
         model = make_model(method, epochs)
         with PeakMemory() as fit_memory:
             start = time.perf_counter()
             model.fit(X)
             fit_s = time.perf_counter() - start
+        knn_s = phases.get("neighbour search")
+        phases = dict(phases)  # labelling below is prediction, not fit
         with PeakMemory() as predict_memory:
             start = time.perf_counter()
             model.predict(X)
             predict_s = time.perf_counter() - start
         conn.send({
             "fit_s": fit_s, "predict_s": predict_s,
-            "knn_s": sum(knn_log) if knn_log else None,
+            "knn_s": knn_s, "phases": phases,
             "fit_mb": fit_memory.mb, "predict_mb": predict_memory.mb,
             "fit_gpu_mb": fit_memory.gpu_mb, "predict_gpu_mb": predict_memory.gpu_mb,
         })
@@ -206,16 +224,24 @@ def _memory(mb, gpu_mb):
 
 
 def throughput_rows(kind, n, epochs, timeout):
-    """Table rows for every method on n rows of ``kind`` data."""
+    """Throughput table rows for every method on n rows of ``kind`` data, and
+    the phase profile rows of the IIC fits."""
     results = {}
     for method in METHODS:
         result = measure_fit_predict(kind, n, method, epochs, timeout)
         results[method] = result
         print(f"  {kind} n={n} {method}: {result}", flush=True)
+    input_mb = n * (N_FEATURES if kind == "tabular" else IMAGE_SIDE**2) * 4 / 2**20
     kmeans = results["KMeans"]
     kmeans_s = kmeans["fit_s"] + kmeans["predict_s"] if "fit_s" in kmeans else None
-    rows = []
+    rows, profile = [], []
     for method, r in results.items():
+        if method.startswith("IIC") and "phases" in r:
+            phases = [r["phases"].get(phase) for phase in PHASES]
+            other = r["fit_s"] - sum(t for t in phases if t is not None)
+            profile.append([kind, _si(n), method, f"{r['fit_s']:.2f}"]
+                           + ["n/a" if t is None else f"{t:.2f}" for t in phases]
+                           + [f"{other:.2f}"])
         if "fit_s" not in r:
             failure = f"> {r['timeout']:.0f} s (killed)" if "timeout" in r else r["error"]
             rows.append([kind, _si(n), method, failure] + [""] * 8)
@@ -227,20 +253,21 @@ def throughput_rows(kind, n, epochs, timeout):
             f"{r['fit_s']:.2f}",
             _si(n * epochs / r["fit_s"]) if iic else "",
             f"{r['knn_s']:.2f}" if iic and r["knn_s"] is not None else "",
-            _memory(r["fit_mb"], r["fit_gpu_mb"]),
+            _memory(r["fit_mb"], r["fit_gpu_mb"]) + f" ({r['fit_mb'] / input_mb:.2f}x)",
             f"{r['predict_s']:.3f}",
             _si(n / r["predict_s"]),
             _memory(r["predict_mb"], r["predict_gpu_mb"]),
             f"{total:.2f}",
             f"{total / kmeans_s:.1f}" if kmeans_s else "",
         ])
-    return rows
+    return rows, profile
 
 
 THROUGHPUT_HEADER = [
     "data", "n", "method", "fit s", "fit pairs/s", "of which kNN s", "fit peak MB",
     "predict s", "predict rows/s", "predict peak MB", "fit+predict s", "x KMeans",
 ]
+PROFILE_HEADER = ["data", "n", "method", "fit s", *(f"{phase} s" for phase in PHASES), "other s"]
 
 
 # -- measurement 2: framework overhead per training step -----------------------------
@@ -285,7 +312,7 @@ def bare_step_time(n_steps, repeats, n_threads):
     torch.set_num_threads(n_threads)
     try:
         generator = torch.Generator().manual_seed(0)
-        n_outputs = N_CLUSTERS * N_SUBHEADS
+        n_outputs = N_MICRO * N_SUBHEADS
         network = MLP(N_FEATURES, n_outputs).to(device).train()
         optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
         x = torch.randn(BATCH_SIZE, N_FEATURES, generator=generator).to(device)
@@ -296,8 +323,8 @@ def bare_step_time(n_steps, repeats, n_threads):
             logits, partner_logits = network(batch).chunk(2)
             losses = [
                 iic_loss(p.softmax(dim=1), q.softmax(dim=1), 1.5)
-                for p, q in zip(logits.split(N_CLUSTERS, dim=1),
-                                partner_logits.split(N_CLUSTERS, dim=1))
+                for p, q in zip(logits.split(N_MICRO, dim=1),
+                                partner_logits.split(N_MICRO, dim=1))
             ]
             loss = torch.stack(losses).mean()
             optimizer.zero_grad(set_to_none=True)
@@ -323,7 +350,7 @@ def overhead_rows(k1, k2, bare_steps, repeats):
     estimator_s, threads = estimator_step_time(k1, k2, repeats)
     bare_s = bare_step_time(bare_steps, repeats, threads)
     return [[
-        f"MLP({N_FEATURES}, {N_CLUSTERS * N_SUBHEADS}), 2 x {BATCH_SIZE} rows",
+        f"MLP({N_FEATURES}, {N_MICRO * N_SUBHEADS}), 2 x {BATCH_SIZE} rows",
         str(threads),
         f"{estimator_s * 1e3:.2f}",
         f"{bare_s * 1e3:.2f}",
@@ -336,7 +363,54 @@ OVERHEAD_HEADER = ["network and batch", "torch threads", "estimator ms/step",
                    "bare torch ms/step", "overhead ms/step", "ratio"]
 
 
-# -- measurement 3: time to ACC 0.90 on digits ---------------------------------------
+# -- measurement 3: torch.compile, and the operators of a training step ------------
+
+def compile_rows(n, epochs):
+    """Fit time per epoch and compilation cost with and without ``compile=True``.
+
+    Three fits per setting on n rows of the tabular data with
+    pairs='perturbation': a first fit of ``epochs`` (with compile=True it
+    compiles), then fits of ``epochs`` and ``2 * epochs``, which reuse torch's
+    in-process compilation caches. Per epoch = their difference / epochs; the
+    compilation cost = first fit - second fit.
+    """
+    X = make_data("tabular", n)
+    rows = []
+    for compile in (False, True):
+        seconds = []
+        for n_epochs in (epochs, epochs, 2 * epochs):
+            model = IICClustering(N_CLUSTERS, n_epochs=n_epochs, pairs="perturbation",
+                                  compile=compile, random_state=0)
+            start = time.perf_counter()
+            model.fit(X)
+            seconds.append(time.perf_counter() - start)
+        per_epoch = (seconds[2] - seconds[1]) / epochs
+        rows.append([str(compile), _si(n)] + [f"{t:.1f}" for t in seconds]
+                    + [f"{per_epoch:.2f}", f"{seconds[0] - seconds[1]:.1f}"])
+        print(f"  compile={compile}: {rows[-1]}", flush=True)
+    return rows
+
+
+COMPILE_HEADER = ["compile", "n", "first fit s (E epochs)", "second fit s (E)", "fit s (2E)",
+                  "s per epoch", "first-fit extra s"]
+
+
+def operator_rows(n, epochs, top=10):
+    """The operators that take the most CPU time in a fit (torch.profiler)."""
+    X = make_data("tabular", n)
+    model = IICClustering(N_CLUSTERS, n_epochs=epochs, random_state=0)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        model.fit(X)
+    events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [[e.key, str(e.count), f"{e.self_cpu_time_total / 1e6:.2f}",
+             f"{100 * e.self_cpu_time_total / total:.0f}%"] for e in events[:top]]
+
+
+OPERATOR_HEADER = ["operator", "calls", "self CPU s", "share"]
+
+
+# -- measurement 4: time to ACC 0.90 on digits ---------------------------------------
 
 def epochs_to_accuracy(ladder, target=0.90, seed=0):
     """Fit with increasing n_epochs until ACC >= target; one row per fit."""
@@ -375,14 +449,17 @@ def parse_args():
                         metavar=("K1", "K2"), help="n_epochs of the two overhead fits")
     parser.add_argument("--accuracy-epochs", nargs="+", type=int, default=[10, 20, 40, 70, 100],
                         help="n_epochs ladder for the time to ACC 0.90")
-    parser.add_argument("--parts", nargs="+", default=["throughput", "overhead", "accuracy"],
-                        choices=["throughput", "overhead", "accuracy"])
+    parser.add_argument("--compile-size", type=int, default=100000,
+                        help="rows of the compile and operator measurements")
+    parser.add_argument("--parts", nargs="+",
+                        default=["throughput", "overhead", "compile", "accuracy"],
+                        choices=["throughput", "overhead", "compile", "accuracy"])
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes and epochs, to check that the script runs")
     parser.add_argument("--out", type=pathlib.Path, default=OUT)
     parser.set_defaults(repeats=3, bare_steps=200)
     if parser.parse_known_args()[0].quick:  # tiny defaults; options given explicitly win
-        parser.set_defaults(sizes=[1000, 3000], image_sizes=[300], epochs=1,
+        parser.set_defaults(sizes=[1000, 3000], image_sizes=[300], epochs=1, compile_size=2000,
                             overhead_epochs=[2, 12], accuracy_epochs=[2, 4],
                             repeats=2, bare_steps=20)
     return parser.parse_args()
@@ -397,6 +474,7 @@ def command_line(args):
             f"--image-sizes {' '.join(map(str, args.image_sizes))} --epochs {args.epochs} "
             f"--overhead-epochs {' '.join(map(str, args.overhead_epochs))} "
             f"--accuracy-epochs {' '.join(map(str, args.accuracy_epochs))} "
+            f"--compile-size {args.compile_size} "
             f"--parts {' '.join(args.parts)}")
 
 
@@ -408,10 +486,12 @@ def main():
                 + (" (tiny sizes: checks that the script runs, not representative)."
                    if args.quick else ".")]
     if "throughput" in args.parts:
-        rows = []
+        rows, profile = [], []
         for kind, sizes in (("tabular", args.sizes), ("images", args.image_sizes)):
             for n in sizes:
-                rows += throughput_rows(kind, n, args.epochs, args.timeout)
+                table_rows, profile_rows = throughput_rows(kind, n, args.epochs, args.timeout)
+                rows += table_rows
+                profile += profile_rows
         memory = "psutil RSS sampling" if _has_psutil() else "ru_maxrss"
         sections.append(
             f"**Throughput and peak memory.** {args.epochs} epoch(s) per IIC fit "
@@ -420,9 +500,15 @@ def main():
             f"random {IMAGE_SIDE}x{IMAGE_SIDE}. Pairs/s = n x epochs / fit s; kNN s is the "
             f"exact neighbour search of the default pairs, part of the fit. Peak MB: "
             f"growth of the process RSS during fit or predict ({memory}), one fresh "
-            f"process per measurement, after a warm-up fit on 16 rows. x KMeans: "
+            f"process per measurement, after a warm-up fit on 16 rows; in brackets, over "
+            f"the size of the float32 input. x KMeans: "
             f"fit+predict time over KMeans' (n_init='auto', i.e. one k-means++ run).\n\n"
             + markdown_table(THROUGHPUT_HEADER, rows)
+        )
+        sections.append(
+            "**Where fit time goes** (the same IIC fits, timed by phase: the functions "
+            "the estimator calls; other = validation, conversion to a tensor, building "
+            "the network).\n\n" + markdown_table(PROFILE_HEADER, profile)
         )
     if "overhead" in args.parts:
         k1, k2 = args.overhead_epochs
@@ -434,6 +520,19 @@ def main():
             f"pairs='perturbation'); bare torch: forward, iic_loss on {N_SUBHEADS} "
             f"sub-heads, backward and Adam on a fixed pair batch. Best of {args.repeats}.\n\n"
             + table
+        )
+    if "compile" in args.parts:
+        n, epochs = args.compile_size, args.epochs
+        sections.append(
+            f"**torch.compile** (IICClustering(10, pairs='perturbation', compile=...) on "
+            f"{_si(n)} rows of the tabular data; E = {epochs}).\n\n"
+            + markdown_table(COMPILE_HEADER, compile_rows(n, epochs))
+        )
+        sections.append(
+            f"**Operators by CPU time** in a default fit on {_si(n)} rows, {epochs} "
+            "epoch(s) (torch.profiler, self time; the neighbour search runs in "
+            "scikit-learn and is not listed).\n\n"
+            + markdown_table(OPERATOR_HEADER, operator_rows(n, epochs))
         )
     if "accuracy" in args.parts:
         rows = epochs_to_accuracy(args.accuracy_epochs)

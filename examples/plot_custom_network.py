@@ -10,8 +10,10 @@ with that constructor signature can be passed as ``network=``:
 * ``input_shape`` is the number of features for feature vectors, or
   ``(channels, height, width)`` for images;
 * ``n_outputs`` is the number of logits the network must return per sample.
-  The estimator splits them into its cluster heads: it equals ``n_clusters``
-  times ``n_subheads``, plus the overclustering heads if any.
+  The estimator splits them into its cluster heads: it equals the
+  micro-clusters of the main head (``max(50, 5 * n_clusters)`` by default,
+  ``n_clusters`` with ``n_microclusters=None``) times ``n_subheads``, plus the
+  overclustering heads if any.
 
 The network must return raw logits (the softmax belongs to the estimator).
 Here we write a small convolutional network for the 8x8 digits and compare
@@ -107,7 +109,7 @@ for name, (model, data) in models.items():
     )
 
 custom = models["SmallCNN (images)"][0]
-print(custom.network_.heads)  # 10 clusters x 3 sub-heads = 30 logits
+print(custom.network_.heads)  # 50 micro-clusters x 3 sub-heads = 150 logits
 
 # %%
 # Training curves
@@ -141,12 +143,12 @@ plt.show()
 # -------------------
 # A :class:`torch.nn.Module` *instance* works too. It is deep-copied before
 # training, so the instance you pass stays untouched, and it must already
-# return ``n_outputs`` logits: here 10 clusters times 1 sub-head, without
-# overclustering.
+# return ``n_outputs`` logits: here 10 clusters trained directly (no
+# micro-clusters to merge) times 1 sub-head, without overclustering.
 instance = SmallCNN((1, 8, 8), 10)
 iic = IICClustering(
-    n_clusters=10, network=instance, n_subheads=1, overclustering=0,
-    n_epochs=2, random_state=0,
+    n_clusters=10, network=instance, n_microclusters=None, n_subheads=1,
+    overclustering=0, n_epochs=2, random_state=0,
 )
 iic.fit(images)
 print(iic.network_ is instance)

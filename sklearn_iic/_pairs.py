@@ -3,7 +3,8 @@
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-# Distances held at once by the GPU neighbour search (float32 entries: 256 MiB).
+# Distances held at once by the GPU neighbour search (float32 entries: 256 MiB);
+# also the query block of the CPU search.
 _DISTANCE_BLOCK = 2**26
 # Above this many samples, neighbours are sought among a random subset of this
 # size, so that the search grows linearly with n_samples.
@@ -16,13 +17,13 @@ def nearest_neighbors(X, n_neighbors, generator):
 
     Exact Euclidean search where ``X`` lives: scikit-learn's
     :class:`~sklearn.neighbors.NearestNeighbors` on the CPU (2.5x faster there
-    than the blocked search), and on a GPU blocks of rows against the
-    candidates, so that memory stays at about 256 MiB of distances. Up to
-    50,000 samples every sample is a candidate and time grows as
-    ``n_samples ** 2``; beyond, the candidates are a random subset of 50,000
-    samples (drawn with ``generator``), so time grows linearly with
-    ``n_samples`` and neighbours are those of a sample as dense as 50,000 points.
-    ``n_neighbors`` is capped at ``n_samples - 1``.
+    than matrix products), and on a GPU matrix products and ``topk``. Queries
+    go in blocks of rows, so that at most about 256 MiB of distances (GPU) or
+    of temporary indices exist at a time. Up to 50,000 samples every sample is
+    a candidate and time grows as ``n_samples ** 2``; beyond, the candidates
+    are a random subset of 50,000 samples (drawn with ``generator``), so time
+    grows linearly with ``n_samples`` and neighbours are those of a sample as
+    dense as 50,000 points. ``n_neighbors`` is capped at ``n_samples - 1``.
 
     Parameters
     ----------
@@ -34,7 +35,7 @@ def nearest_neighbors(X, n_neighbors, generator):
 
     Returns
     -------
-    indices : torch.Tensor of shape (n_samples, n_neighbors), on X's device
+    indices : torch.Tensor of shape (n_samples, n_neighbors), int32, on X's device
         Sorted within each row, so that the pairs depend only on the
         neighbour sets, not on how rounding ordered near ties.
     """
@@ -45,28 +46,33 @@ def nearest_neighbors(X, n_neighbors, generator):
     if n_samples > _MAX_REFERENCE:
         candidates = torch.randperm(n_samples, generator=generator, device=X.device)
         candidates = candidates[:_MAX_REFERENCE].sort().values
-    # One extra neighbour, as a sample may find itself among its candidates.
+    reference = flat[candidates]
     if flat.device.type == "cpu":
-        search = NearestNeighbors(n_neighbors=k + 1).fit(flat[candidates].numpy())
-        found = torch.from_numpy(search.kneighbors(flat.numpy(), return_distance=False))
+        search = NearestNeighbors(n_neighbors=k + 1).fit(reference.numpy())
+        def find(block):
+            return torch.from_numpy(search.kneighbors(block.numpy(), return_distance=False))
     else:
-        found = _blocked_neighbors(flat, flat[candidates], k + 1)
-    found = candidates[found]
-    # Drop the sample itself where found, else the farthest of the k + 1.
-    rank = torch.arange(k + 1, device=X.device).expand_as(found)
-    rank = torch.where(found == torch.arange(n_samples, device=X.device)[:, None], k + 1, rank)
-    return found.gather(1, rank.argsort(dim=1)[:, :k]).sort(dim=1).values
-
-
-def _blocked_neighbors(queries, candidates, k):
-    """Exact kNN (indices into ``candidates``) of 2-D ``queries``, a block at a time."""
-    squared = (candidates * candidates).sum(dim=1)
+        squared = (reference * reference).sum(dim=1)
+        def find(block):
+            return _torch_neighbors(block, reference, squared, k + 1)
+    neighbors = torch.empty((n_samples, k), dtype=torch.int32, device=X.device)
     rows = max(1, _DISTANCE_BLOCK // candidates.shape[0])
-    blocks = []
-    for block in queries.split(rows):
-        distances = (block * block).sum(dim=1, keepdim=True) - 2 * block @ candidates.T + squared
-        blocks.append(distances.topk(k, dim=1, largest=False).indices)
-    return torch.cat(blocks)
+    for start in range(0, n_samples, rows):
+        found = candidates[find(flat[start : start + rows])]
+        # One extra neighbour was sought, as a sample may find itself among the
+        # candidates: drop the sample itself where found, else the farthest.
+        rank = torch.arange(k + 1, device=X.device).expand_as(found)
+        itself = torch.arange(start, start + found.shape[0], device=X.device)[:, None]
+        rank = torch.where(found == itself, k + 1, rank)
+        found = found.gather(1, rank.argsort(dim=1)[:, :k])
+        neighbors[start : start + rows] = found.sort(dim=1).values
+    return neighbors
+
+
+def _torch_neighbors(queries, reference, squared, k):
+    """Exact kNN (indices into ``reference``) of ``queries`` by matrix products."""
+    distances = (queries * queries).sum(dim=1, keepdim=True) - 2 * queries @ reference.T + squared
+    return distances.topk(k, dim=1, largest=False).indices
 
 
 class PairSampler:
@@ -84,7 +90,7 @@ class PairSampler:
     perturbation : callable or None
         ``perturbation(x, generator)``.
     neighbors : torch.Tensor of shape (n_samples, n_neighbors) or None
-        Neighbour indices on the training device.
+        Neighbour indices (any integer type) on the training device.
     n_repeats : int
     generator : torch.Generator
         Source of all randomness, on the training device.
@@ -111,7 +117,7 @@ class PairSampler:
                 self.neighbors.shape[1], indices.shape,
                 generator=self.generator, device=indices.device,
             )
-            partner = self.X[self.neighbors[indices, choice]]
+            partner = self.X[self.neighbors[indices, choice].long()]
         if self.perturbation is not None:
             partner = self.perturbation(partner, self.generator)
         return x, partner

@@ -62,7 +62,8 @@ def local_torch_rng(seed, device):
 class Heads:
     """Layout of the cluster heads in the network's output logits.
 
-    The logits hold ``n_subheads`` main heads of ``n_clusters`` columns, then
+    The logits hold ``n_subheads`` main heads of ``n_clusters`` columns (the
+    micro-clusters when they are merged afterwards), then
     ``n_subheads`` overclustering heads of ``n_overclusters`` columns (none
     when ``n_overclusters`` is 0).
     """
@@ -99,11 +100,16 @@ def _pair_logits(network, x, partner):
     return logits.chunk(2)
 
 
+# Cluster sizes printed per epoch by verbose fits.
+_SIZES_SHOWN = 10
+
+
 class _EpochMonitor:
     """Per-epoch report for ``verbose``: loss, mutual information and cluster sizes.
 
-    Tracks the first main sub-head; a tqdm progress bar is shown when tqdm is
-    installed.
+    Tracks the first main sub-head, its cluster sizes largest first (the
+    largest ten, and how many are used, for micro-clusters); a tqdm progress
+    bar is shown when tqdm is installed.
     """
 
     def __init__(self, n_epochs, n_clusters):
@@ -127,7 +133,10 @@ class _EpochMonitor:
 
     def end_epoch(self, epoch, loss):
         information = -float(loss_from_joint(normalize_joint(self.joint)))
-        sizes = " ".join(str(int(n)) for n in self.sizes.cpu())
+        counts = self.sizes.sort(descending=True).values.tolist()
+        sizes = " ".join(str(n) for n in counts[:_SIZES_SHOWN])
+        if len(counts) > _SIZES_SHOWN:
+            sizes += f" ...; {sum(n > 0 for n in counts)} of {len(counts)} used"
         line = (
             f"[IICClustering] epoch {epoch + 1:4d}/{self.n_epochs}  loss {loss:+.4f}  "
             f"MI {information:.4f}  sizes [{sizes}]  ({time.perf_counter() - self.start:.1f}s)"
@@ -145,14 +154,19 @@ class _EpochMonitor:
 
 
 def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
-          generator, verbose=0):
+          generator, verbose=0, compile=False):
     """Train ``network`` in place by minimising the IIC loss of every head.
 
     Each step averages the loss over the main sub-heads and adds the average
-    over the overclustering sub-heads. Returns the mean main-head loss of each
-    epoch.
+    over the overclustering sub-heads. ``compile`` (True or keyword arguments
+    of :func:`torch.compile`) runs the steps through a compiled view of the
+    network, which shares its parameters. Returns the mean main-head loss of
+    each epoch.
     """
     optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
+    forward = network
+    if compile:
+        forward = torch.compile(network, **(compile if isinstance(compile, dict) else {}))
     n_main = heads.n_subheads
     monitor = _EpochMonitor(n_epochs, heads.sizes[0]) if verbose else None
     network.train()
@@ -164,7 +178,7 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
             if monitor:
                 monitor.begin_epoch()
             for indices in batches:
-                logits, partner_logits = _pair_logits(network, *sampler(indices))
+                logits, partner_logits = _pair_logits(forward, *sampler(indices))
                 probs = heads.probabilities(logits)
                 partner_probs = heads.probabilities(partner_logits)
                 losses = [iic_loss(p, q, lamb) for p, q in zip(probs, partner_probs)]
@@ -196,15 +210,15 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
 
 
 @torch.no_grad()
-def pair_joints(network, sampler, heads, batch_size):
-    """Joint distribution of each main sub-head over one pass of pairs of all samples.
+def pair_joints(network, sampler, heads, batch_size, n_passes=1):
+    """Joint distribution of each main sub-head over ``n_passes`` passes of pairs of all samples.
 
     The network is evaluated in eval mode; the joints are summed over batches
     before normalisation, so they describe the whole data set.
     """
     network.eval()
     totals = None
-    order = torch.arange(sampler.n_samples, device=sampler.X.device)
+    order = torch.arange(sampler.n_samples, device=sampler.X.device).repeat(n_passes)
     for indices in order.split(batch_size):
         logits, partner_logits = _pair_logits(network, *sampler(indices))
         probs = heads.probabilities(logits)[: heads.n_subheads]
@@ -215,12 +229,13 @@ def pair_joints(network, sampler, heads, batch_size):
 
 
 @torch.no_grad()
-def predict_proba(network, batches, heads, head):
-    """Soft assignments of main sub-head ``head``, computed batch by batch.
+def predict_proba(network, batches, heads, head, merge):
+    """Soft assignments of main sub-head ``head`` merged into clusters, batch by batch.
 
-    ``batches`` yields input tensors on the network's device; only that head's
+    ``batches`` yields input tensors on the network's device; ``merge`` is the
+    one-hot (n_microclusters, n_clusters) matrix on that device. Only the merged
     probabilities are kept, on the CPU, so memory grows with ``n_clusters``
     columns rather than with the network's full output.
     """
     network.eval()
-    return torch.cat([heads.main(network(x), head).softmax(dim=1).cpu() for x in batches])
+    return torch.cat([(heads.main(network(x), head).softmax(dim=1) @ merge).cpu() for x in batches])

@@ -82,11 +82,14 @@ def test_beats_kmeans_on_digits(digits):
     X, y = digits
     kmeans = KMeans(10, n_init=10, random_state=0).fit(X).labels_
     runs = [IICClustering(n_clusters=10, random_state=seed).fit(X).labels_ for seed in range(3)]
-    iic_acc = np.median([clustering_accuracy(y, labels) for labels in runs])
-    iic_ari = np.median([adjusted_rand_score(y, labels) for labels in runs])
+    iic_acc = [clustering_accuracy(y, labels) for labels in runs]
+    iic_ari = [adjusted_rand_score(y, labels) for labels in runs]
     kmeans_acc, kmeans_ari = clustering_accuracy(y, kmeans), adjusted_rand_score(y, kmeans)
-    assert iic_acc > kmeans_acc + 0.01, (iic_acc, kmeans_acc)
-    assert iic_ari > kmeans_ari + 0.05, (iic_ari, kmeans_ari)
+    # Measured (benchmarks/bench_tabular.py): ACC 0.94 and ARI 0.88 against
+    # KMeans' 0.79 and 0.67.
+    assert np.median(iic_acc) > kmeans_acc + 0.08, (iic_acc, kmeans_acc)
+    assert np.median(iic_ari) > kmeans_ari + 0.15, (iic_ari, kmeans_ari)
+    assert min(iic_ari) > kmeans_ari + 0.1, (iic_ari, kmeans_ari)
 
 
 # -- networks and perturbations ---------------------------------------------
@@ -112,7 +115,9 @@ def test_network_class_factory_and_instance(blobs):
 
     instance = TinyNet(4, 3)
     before = {k: v.clone() for k, v in instance.state_dict().items()}
-    model = IICClustering(n_clusters=3, network=instance, n_subheads=1, **FAST).fit(X)
+    model = IICClustering(
+        n_clusters=3, network=instance, n_microclusters=None, n_subheads=1, **FAST
+    ).fit(X)
     assert model.network_ is not instance
     for key, value in instance.state_dict().items():
         assert torch.equal(value, before[key]), "the user's module was trained in place"
@@ -123,8 +128,12 @@ def test_network_class_factory_and_instance(blobs):
 
 def test_network_errors(blobs):
     X, _ = blobs
-    with pytest.raises(ValueError, match="must output 6 logits.*needs n_subheads=1"):
-        IICClustering(n_clusters=3, n_subheads=2, network=TinyNet(4, 3), **FAST).fit(X)
+    with pytest.raises(ValueError, match="must output 6 logits.*needs n_microclusters=None"):
+        IICClustering(
+            n_clusters=3, n_microclusters=None, n_subheads=2, network=TinyNet(4, 3), **FAST
+        ).fit(X)
+    with pytest.raises(ValueError, match="must output 250 logits"):
+        IICClustering(n_clusters=3, network=TinyNet(4, 3), **FAST).fit(X)
     with pytest.raises(TypeError, match="must build a torch.nn.Module"):
         IICClustering(n_clusters=3, network=lambda d, k: "nope", **FAST).fit(X)
     with pytest.raises(ValueError, match="network failed on a batch of shape"):
@@ -156,13 +165,62 @@ def test_pair_sources(blobs, pairs):
 def test_heads_and_repeats(blobs):
     X, y = blobs
     model = IICClustering(
-        n_clusters=3, overclustering=3, n_subheads=3, n_repeats=2, **FAST
+        n_clusters=3, n_microclusters=None, overclustering=3, n_subheads=3, n_repeats=2, **FAST
     ).fit(X)
     assert model.head_losses_.shape == (3,)
     assert model.best_head_ == int(np.argmin(model.head_losses_))
     assert model.network_(torch.zeros(2, 4)).shape == (2, 3 * 3 + 9 * 3)
+    np.testing.assert_array_equal(np.sort(model.merge_map_), [0, 1, 2])
     assert model.predict_proba(X).shape == (120, 3)
     assert adjusted_rand_score(y, model.labels_) > 0.9
+
+
+def test_microclusters_merged_into_clusters(blobs):
+    X, y = blobs
+    model = IICClustering(n_clusters=3, n_subheads=2, **FAST).fit(X)
+    # "auto": max(50, 5 * n_clusters) micro-clusters, at most n_samples.
+    assert model.n_microclusters_ == 50
+    assert model.merge_map_.shape == (50,)
+    assert set(model.merge_map_) == {0, 1, 2}
+    micro = model.network_(torch.tensor(X, dtype=torch.float32))
+    micro = micro[:, 50 * model.best_head_ : 50 * (model.best_head_ + 1)].softmax(dim=1)
+    # predict_proba sums the probabilities of each cluster's micro-clusters.
+    expected = np.stack(
+        [micro[:, model.merge_map_ == c].sum(dim=1).detach().numpy() for c in range(3)], axis=1
+    )
+    np.testing.assert_allclose(model.predict_proba(X), expected, atol=1e-5)
+    assert adjusted_rand_score(y, model.labels_) > 0.9
+    assert IICClustering(n_clusters=3, **FAST).fit(X[:30]).n_microclusters_ == 30
+    # Images: "auto" trains the n_clusters head directly.
+    images = IICClustering(n_clusters=3, image_shape=(2, 2), **FAST).fit(X)
+    assert images.n_microclusters_ == 3
+    np.testing.assert_array_equal(np.sort(images.merge_map_), [0, 1, 2])
+    with pytest.raises(ValueError, match="n_microclusters=2 must be at least n_clusters=3"):
+        IICClustering(n_clusters=3, n_microclusters=2, **FAST).fit(X)
+
+
+def test_circles_found_where_kmeans_fails():
+    # Concentric rings: no split by a line (KMeans, or an n_clusters head
+    # trained directly) separates them; merging micro-clusters along pairs does.
+    from sklearn.datasets import make_circles
+
+    X, y = make_circles(1000, noise=0.05, factor=0.5, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    kmeans = adjusted_rand_score(y, KMeans(2, n_init=10, random_state=0).fit_predict(X))
+    iic = adjusted_rand_score(y, IICClustering(2, random_state=0).fit_predict(X))
+    assert kmeans < 0.05
+    assert iic > 0.95
+
+
+def test_compile_trains_through_torch_compile(blobs):
+    X, _ = blobs
+    plain = IICClustering(n_clusters=3, **FAST).fit(X)
+    # The eager backend runs the captured graph as is: same numbers, no compiler.
+    compiled = IICClustering(n_clusters=3, compile={"backend": "eager"}, **FAST).fit(X)
+    np.testing.assert_allclose(compiled.loss_curve_, plain.loss_curve_, rtol=1e-5)
+    np.testing.assert_array_equal(compiled.labels_, plain.labels_)
+    assert type(compiled.network_) is MLP
+    pickle.loads(pickle.dumps(compiled))
 
 
 def test_non_finite_loss_stops_with_advice(blobs):
@@ -245,6 +303,8 @@ def test_predict_checks(blobs):
         (dict(perturbation="strong"), "perturbation"),
         (dict(network="resnet"), "network"),
         (dict(overclustering=-1), "overclustering"),
+        (dict(n_microclusters=0), "n_microclusters"),
+        (dict(n_microclusters="many"), "n_microclusters"),
         (dict(n_epochs="many"), "n_epochs"),
     ],
 )

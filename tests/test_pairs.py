@@ -42,12 +42,21 @@ def test_large_data_searches_a_subset_of_candidates(monkeypatch):
     assert rank.gather(1, found).float().median() < 0.05 * 400
 
 
-def test_blocked_search_used_on_gpus_matches(monkeypatch):
+def test_matrix_product_search_used_on_gpus_matches():
     X = torch.tensor(make_blobs(500, n_features=6, random_state=1)[0], dtype=torch.float32)
-    monkeypatch.setattr(pairs, "_DISTANCE_BLOCK", 500 * 37)  # several blocks of 37 rows
-    blocked = pairs._blocked_neighbors(X, X, 6).sort(dim=1).values
-    expected = NearestNeighbors(n_neighbors=6).fit(X.numpy()).kneighbors(X.numpy(), return_distance=False)
-    np.testing.assert_array_equal(blocked.numpy(), np.sort(expected, 1))
+    found = pairs._torch_neighbors(X[:37], X, (X * X).sum(dim=1), 6).sort(dim=1).values
+    search = NearestNeighbors(n_neighbors=6).fit(X.numpy())
+    expected = search.kneighbors(X[:37].numpy(), return_distance=False)
+    np.testing.assert_array_equal(found.numpy(), np.sort(expected, 1))
+
+
+def test_queries_in_blocks_give_the_same_neighbours(monkeypatch):
+    X = torch.tensor(make_blobs(500, n_features=6, random_state=1)[0], dtype=torch.float32)
+    whole = nearest_neighbors(X, 6, gen())
+    monkeypatch.setattr(pairs, "_DISTANCE_BLOCK", 500 * 37)  # blocks of 37 rows
+    blocked = nearest_neighbors(X, 6, gen())
+    assert blocked.dtype == torch.int32
+    assert torch.equal(blocked, whole)
 
 
 def test_pair_sampler_draws_neighbours_and_repeats():

@@ -1,0 +1,71 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from sklearn_iic._merge import merge_clusters
+
+
+def mutual_information(joint, groups):
+    merged = np.zeros((groups.max() + 1,) * 2)
+    np.add.at(merged, (groups[:, None], groups[None, :]), joint)
+    marginal = merged.sum(axis=1)
+    nonzero = merged > 0
+    ratio = merged / np.outer(marginal, marginal)
+    return float((merged[nonzero] * np.log(ratio[nonzero])).sum())
+
+
+def greedy_by_brute_force(joint, n_clusters):
+    """Reference: try every merge of every step, keep the one with the most MI."""
+    groups = np.arange(joint.shape[0])
+    while len(np.unique(groups)) > n_clusters:
+        candidates = []
+        for a, b in itertools.combinations(np.unique(groups), 2):
+            merged = np.where(groups == b, a, groups)
+            merged = np.unique(merged, return_inverse=True)[1]
+            candidates.append((mutual_information(joint, merged), -a, -b, merged))
+        groups = max(candidates, key=lambda c: c[:3])[3]
+    return groups
+
+
+def test_blocks_merge_into_their_block():
+    # Micro-clusters 0, 2, 4 pair only among themselves, as do 1, 3, 5.
+    joint = np.zeros((6, 6))
+    for block in ([0, 2, 4], [1, 3, 5]):
+        joint[np.ix_(block, block)] = 1.0
+    groups = merge_clusters(joint, 2)
+    np.testing.assert_array_equal(groups, [0, 1, 0, 1, 0, 1])
+    # Two balanced groups that never pair with each other: I = ln 2.
+    assert mutual_information(joint / joint.sum(), groups) == pytest.approx(np.log(2))
+
+
+def test_a_ring_of_micro_clusters_is_cut_into_arcs():
+    # Micro-clusters on a ring, each pairing with itself and its two neighbours:
+    # the two groups keeping the most information are contiguous arcs.
+    k = 12
+    joint = np.zeros((k, k))
+    for i in range(k):
+        for j in (i - 1, i, i + 1):
+            joint[i, j % k] = 1.0
+    groups = merge_clusters(joint, 2)
+    assert np.count_nonzero(groups != np.roll(groups, 1)) == 2
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_matches_brute_force_greedy(seed):
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(3, 12))
+    joint = rng.random((k, k)) ** 4
+    joint = joint + joint.T
+    n_clusters = int(rng.integers(1, k))
+    groups = merge_clusters(joint, n_clusters)
+    expected = greedy_by_brute_force(joint / joint.sum(), n_clusters)
+    assert len(np.unique(groups)) == n_clusters
+    np.testing.assert_array_equal(groups, expected)
+
+
+def test_empty_micro_clusters_and_no_merge():
+    joint = np.diag([0.5, 0.0, 0.5])
+    groups = merge_clusters(joint, 2)
+    assert groups[0] != groups[2]
+    np.testing.assert_array_equal(merge_clusters(joint, 3), [0, 1, 2])
