@@ -218,7 +218,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
     n_microclusters_ : int
         Clusters of each main sub-head; ``n_clusters`` when none are merged.
 
-    merge_map_ : ndarray of shape (n_microclusters_,)
+    merge_map_ : ndarray of shape (`n_microclusters_`,)
         Cluster (as numbered in ``labels_``) of each micro-cluster of the best
         sub-head.
 
