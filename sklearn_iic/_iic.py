@@ -536,35 +536,43 @@ class IICClustering(ClusterMixin, BaseEstimator):
             # selection keeps the one whose clusters have the lowest loss.
             passes = _joint_passes(n_samples, heads.sizes[0])
             joints = pair_joints(network, sampler, heads, self.batch_size, passes)
-            merges = [self._merge(joint) for joint in joints]
+            groups = [self._merge_groups(joint) for joint in joints]
             self.head_losses_ = np.array([
-                float(loss_from_joint(merge.T @ joint @ merge))
-                for joint, merge in zip(joints, merges)
+                float(loss_from_joint(self._merged_joint(joint, g)))
+                for joint, g in zip(joints, groups)
             ])
             self.best_head_ = int(np.argmin(self.head_losses_))
             self._heads_ = heads
             self.n_microclusters_ = heads.sizes[0]
-            merge = merges[self.best_head_]
+            groups = groups[self.best_head_]
             # Label the training data already on the device, in bounded batches.
             batches = X_tensor.split(prediction_batch_size(self.n_features_in_))
+            merge = self._merge_matrix(groups, device)
             labels = predict_proba(network, batches, heads, self.best_head_, merge)
             labels = labels.argmax(dim=1).numpy()
             self.network_ = network.cpu().eval()
         self._score_seed = seed
         # Number clusters by decreasing size so that used labels are 0, 1, ...
         order = np.argsort(-np.bincount(labels, minlength=self.n_clusters), kind="stable")
-        self._merge_ = merge.cpu()[:, torch.from_numpy(order)]
-        self.merge_map_ = self._merge_.argmax(dim=1).numpy()
-        self.labels_ = np.argsort(order)[labels]
+        rank = np.argsort(order)
+        self.merge_map_ = rank[groups]
+        self.labels_ = rank[labels]
         return self
 
-    def _merge(self, joint):
-        """One-hot (n_microclusters, n_clusters) matrix merging a sub-head's clusters."""
-        n_micro = joint.shape[0]
-        groups = torch.arange(n_micro)
-        if n_micro > self.n_clusters:
-            groups = torch.from_numpy(merge_clusters(joint.cpu().numpy(), self.n_clusters))
-        return nn.functional.one_hot(groups, self.n_clusters).to(joint)
+    def _merge_groups(self, joint):
+        """Cluster of each of a sub-head's micro-clusters (itself when none are merged)."""
+        if joint.shape[0] == self.n_clusters:
+            return np.arange(self.n_clusters)
+        return merge_clusters(joint.cpu().numpy(), self.n_clusters)
+
+    def _merge_matrix(self, groups, device):
+        """One-hot (n_microclusters, n_clusters) matrix that sums micro-clusters into clusters."""
+        groups = torch.as_tensor(groups, device=device)
+        return nn.functional.one_hot(groups, self.n_clusters).float()
+
+    def _merged_joint(self, joint, groups):
+        merge = self._merge_matrix(groups, joint.device)
+        return merge.T @ joint @ merge
 
     def _network_on(self, device):
         # A copy for other devices: network_ itself stays on the CPU.
@@ -593,7 +601,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
             for start in range(0, X.shape[0], rows)
         )
         network = self._network_on(device)
-        merge = self._merge_.to(device)
+        merge = self._merge_matrix(self.merge_map_, device)
         proba = predict_proba(network, batches, self._heads_, self.best_head_, merge)
         return proba.double().numpy()
 
@@ -646,9 +654,9 @@ class IICClustering(ClusterMixin, BaseEstimator):
             sampler = self._pair_sampler(self._as_tensor(X, device), self._score_seed)
             passes = _joint_passes(X.shape[0], self.n_microclusters_)
             joints = pair_joints(network, sampler, self._heads_, self.batch_size, passes)
-        joint = joints[self.best_head_]
-        merge = self._merge_.to(device)
-        return normalized_mutual_information(merge.T @ joint @ merge)
+        return normalized_mutual_information(
+            self._merged_joint(joints[self.best_head_], self.merge_map_)
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

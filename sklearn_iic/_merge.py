@@ -57,6 +57,7 @@ def merge_clusters(joint, n_clusters):
     F = _xlogx(P).sum(axis=1)
     groups = np.arange(k)
     active = np.ones(k, dtype=bool)
+    upper = np.triu(np.ones((k, k), dtype=bool), 1)  # each unordered pair once
     for _ in range(k - n_clusters):
         marginal = P.sum(axis=1)
         diag = np.diag(P)
@@ -70,7 +71,7 @@ def merge_clusters(joint, n_clusters):
                 - _xlogx(diag)[:, None] - _xlogx(diag)[None, :] - 2 * _xlogx(P)
                 - 2 * (_xlogx(marginal[:, None] + marginal[None, :])
                        - _xlogx(marginal)[:, None] - _xlogx(marginal)[None, :]))
-        allowed = active[:, None] & active[None, :] & np.triu(np.ones((k, k), dtype=bool), 1)
+        allowed = active[:, None] & active[None, :] & upper
         gain = np.where(allowed, gain, -np.inf)
         a, b = np.unravel_index(np.argmax(gain), gain.shape)
         # Replace columns a and b by their sum in S: remove their terms, add the merged one.
