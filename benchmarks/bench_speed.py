@@ -133,6 +133,7 @@ class PeakMemory:
 # Functions the estimator's fit calls, by phase (private names: a phase whose
 # function moved shows as n/a).
 PHASES = {
+    "whitening": "local_whitening",
     "neighbour search": "nearest_neighbors",
     "training steps": "train",
     "pair joints (head selection)": "pair_joints",

@@ -11,9 +11,9 @@ with that constructor signature can be passed as ``network=``:
   ``(channels, height, width)`` for images;
 * ``n_outputs`` is the number of logits the network must return per sample.
   The estimator splits them into its cluster heads: it equals the
-  micro-clusters of the main head (``max(50, 5 * n_clusters)`` by default,
-  ``n_clusters`` with ``n_microclusters=None``) times ``n_subheads``, plus the
-  overclustering heads if any.
+  clusters of the main head (by default ``max(50, 5 * n_clusters)``
+  micro-clusters for feature vectors and ``n_clusters`` for images) times
+  ``n_subheads``, plus the overclustering heads if any.
 
 The network must return raw logits (the softmax belongs to the estimator).
 Here we write a small convolutional network for the 8x8 digits and compare
@@ -109,7 +109,13 @@ for name, (model, data) in models.items():
     )
 
 custom = models["SmallCNN (images)"][0]
-print(custom.network_.heads)  # 50 micro-clusters x 3 sub-heads = 150 logits
+print(custom.network_.heads)  # 10 clusters x 3 sub-heads = 30 logits
+
+# %%
+# Feature vectors are whitened by default (``whiten="auto"``, see the user
+# guide): the MLP's ``network_`` is the fixed whitening map followed by the
+# trained MLP, so it still takes the rows as given.
+print(models["MLP(hidden=(64,)) (flat)"][0].network_.whitening)
 
 # %%
 # Training curves

@@ -2,6 +2,7 @@
 
 import copy
 import warnings
+from collections import OrderedDict
 from numbers import Integral, Real
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch import nn
 
 from ._loss import loss_from_joint, normalized_mutual_information
 from ._merge import merge_clusters
+from ._metric import Whitening, local_whitening
 from ._networks import default_network
 from ._pairs import PairSampler, nearest_neighbors
 from ._training import (
@@ -135,6 +137,17 @@ class IICClustering(ClusterMixin, BaseEstimator):
     n_neighbors : int, default=10
         Neighbours per sample for neighbour pairs.
 
+    whiten : bool or "auto", default="auto"
+        Train in the metric of the data's neighbourhoods: before training, an
+        affine map is fitted under which the differences between samples and
+        their ``n_neighbors`` nearest neighbours have identity covariance
+        (Ledoit-Wolf estimate from at most 10,000 samples). Neighbour pairs
+        are sought, and the network is fed, in those coordinates; the
+        perturbation still acts on the data as given. Directions along which
+        clusters are stretched then stop dominating the neighbourhoods (see
+        the user guide). ``"auto"`` whitens feature vectors and leaves images
+        as they are, for the convnet; ``True`` on images raises an error.
+
     image_shape : tuple of int or None, default=None
         ``(height, width)`` or ``(channels, height, width)`` of images given
         as flattened rows. Images may also be passed unflattened as arrays of
@@ -206,7 +219,9 @@ class IICClustering(ClusterMixin, BaseEstimator):
         size on the training data.
 
     network_ : torch.nn.Module
-        The trained network, on the CPU, in eval mode.
+        The trained network, on the CPU, in eval mode. When whitened, a
+        :class:`torch.nn.Sequential` of the fixed map (``network_.whitening``)
+        and the trained network (``network_.network``).
 
     best_head_ : int
         Index of the main sub-head used for labels.
@@ -268,6 +283,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         "perturbation": [StrOptions({"auto"}), None, callable, list, tuple],
         "pairs": [StrOptions({"auto", "perturbation", "neighbors", "both"})],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "whiten": ["boolean", StrOptions({"auto"})],
         "image_shape": [None, tuple],
         "n_microclusters": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "overclustering": [Interval(Real, 0, None, closed="left")],
@@ -291,6 +307,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         perturbation="auto",
         pairs="auto",
         n_neighbors=10,
+        whiten="auto",
         image_shape=None,
         n_microclusters="auto",
         overclustering=0,
@@ -310,6 +327,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         self.perturbation = perturbation
         self.pairs = pairs
         self.n_neighbors = n_neighbors
+        self.whiten = whiten
         self.image_shape = image_shape
         self.n_microclusters = n_microclusters
         self.overclustering = overclustering
@@ -459,11 +477,22 @@ class IICClustering(ClusterMixin, BaseEstimator):
     def _pair_source(self):
         return "both" if self.pairs == "auto" else self.pairs
 
-    def _pair_sampler(self, X_tensor, seed):
-        generator = torch.Generator(device=X_tensor.device).manual_seed(seed)
+    def _whitening(self, X_tensor, generator):
+        if not self.whiten:
+            return None
+        if self._is_image:
+            if self.whiten == "auto":
+                return None
+            raise ValueError(
+                "whiten=True applies to feature vectors; images are fed to the "
+                "network as they are. Use whiten='auto' or False."
+            )
+        return local_whitening(X_tensor, self.n_neighbors, generator)
+
+    def _pair_sampler(self, X_tensor, generator, whitening):
         neighbors = None
         if self._pair_source() in ("neighbors", "both"):
-            neighbors = nearest_neighbors(X_tensor, self.n_neighbors, generator)
+            neighbors = nearest_neighbors(X_tensor, self.n_neighbors, generator, whitening)
         return PairSampler(
             X_tensor,
             perturbation=self._perturbation(),
@@ -520,7 +549,11 @@ class IICClustering(ClusterMixin, BaseEstimator):
         with torch_threads(self._n_threads(n_samples, heads.n_outputs)), local_torch_rng(seed, device):
             X_tensor = self._as_tensor(X, device)
             network = self._build_network(heads.n_outputs, X_tensor)
-            sampler = self._pair_sampler(X_tensor, seed)
+            generator = torch.Generator(device=device).manual_seed(seed)
+            whitening = self._whitening(X_tensor, generator)
+            if whitening is not None:
+                network = nn.Sequential(OrderedDict(whitening=whitening, network=network))
+            sampler = self._pair_sampler(X_tensor, generator, whitening)
             self.loss_curve_ = train(
                 network, sampler, heads,
                 batch_size=min(self.batch_size, n_samples),
@@ -650,8 +683,12 @@ class IICClustering(ClusterMixin, BaseEstimator):
             raise ValueError(f"score needs at least 2 samples to pair; got n_samples={X.shape[0]}.")
         device = resolve_device(self.device)
         network = self._network_on(device)
+        whitening = getattr(network, "whitening", None)
+        if not isinstance(whitening, Whitening):  # an attribute of the user's network
+            whitening = None
         with local_torch_rng(self._score_seed, device):
-            sampler = self._pair_sampler(self._as_tensor(X, device), self._score_seed)
+            generator = torch.Generator(device=device).manual_seed(self._score_seed)
+            sampler = self._pair_sampler(self._as_tensor(X, device), generator, whitening)
             passes = _joint_passes(X.shape[0], self.n_microclusters_)
             joints = pair_joints(network, sampler, self._heads_, self.batch_size, passes)
         return normalized_mutual_information(

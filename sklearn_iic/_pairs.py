@@ -12,7 +12,7 @@ _MAX_REFERENCE = 50_000
 
 
 @torch.no_grad()
-def nearest_neighbors(X, n_neighbors, generator):
+def nearest_neighbors(X, n_neighbors, generator, transform=None):
     """Indices of the ``n_neighbors`` nearest other samples of each sample of ``X``.
 
     Exact Euclidean search where ``X`` lives: scikit-learn's
@@ -32,6 +32,10 @@ def nearest_neighbors(X, n_neighbors, generator):
     n_neighbors : int
     generator : torch.Generator
         On X's device; draws the candidate subset of large data sets.
+    transform : callable or None, default=None
+        Map of rows (such as a :class:`~sklearn_iic._metric.Whitening`) in
+        whose output distances are measured; applied block by block, so no
+        transformed copy of ``X`` is made.
 
     Returns
     -------
@@ -42,11 +46,13 @@ def nearest_neighbors(X, n_neighbors, generator):
     n_samples = X.shape[0]
     k = min(n_neighbors, n_samples - 1)
     flat = X.reshape(n_samples, -1)
+    if transform is None:
+        transform = _identity
     candidates = torch.arange(n_samples, device=X.device)
     if n_samples > _MAX_REFERENCE:
         candidates = torch.randperm(n_samples, generator=generator, device=X.device)
         candidates = candidates[:_MAX_REFERENCE].sort().values
-    reference = flat[candidates]
+    reference = transform(flat[candidates])
     if flat.device.type == "cpu":
         search = NearestNeighbors(n_neighbors=k + 1).fit(reference.numpy())
         def find(block):
@@ -58,7 +64,7 @@ def nearest_neighbors(X, n_neighbors, generator):
     neighbors = torch.empty((n_samples, k), dtype=torch.int32, device=X.device)
     rows = max(1, _DISTANCE_BLOCK // candidates.shape[0])
     for start in range(0, n_samples, rows):
-        found = candidates[find(flat[start : start + rows])]
+        found = candidates[find(transform(flat[start : start + rows]))]
         # One extra neighbour was sought, as a sample may find itself among the
         # candidates: drop the sample itself where found, else the farthest.
         rank = torch.arange(k + 1, device=X.device).expand_as(found)
@@ -67,6 +73,10 @@ def nearest_neighbors(X, n_neighbors, generator):
         found = found.gather(1, rank.argsort(dim=1)[:, :k])
         neighbors[start : start + rows] = found.sort(dim=1).values
     return neighbors
+
+
+def _identity(x):
+    return x
 
 
 def _torch_neighbors(queries, reference, squared, k):

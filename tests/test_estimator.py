@@ -17,6 +17,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
 from sklearn_iic import MLP, IICClustering
+from sklearn_iic._metric import Whitening
 from sklearn_iic.metrics import clustering_accuracy
 from sklearn_iic.perturbations import GaussianNoise
 
@@ -106,23 +107,25 @@ class TinyNet(nn.Module):
 
 def test_network_class_factory_and_instance(blobs):
     X, _ = blobs
-    by_class = IICClustering(n_clusters=3, network=TinyNet, **FAST).fit(X)
+    by_class = IICClustering(n_clusters=3, network=TinyNet, whiten=False, **FAST).fit(X)
     assert isinstance(by_class.network_, TinyNet)
     by_factory = IICClustering(
         n_clusters=3, network=lambda d, k: MLP(d, k, hidden_layer_sizes=(32,)), **FAST
     ).fit(X)
-    assert isinstance(by_factory.network_, MLP)
+    # Whitened (the default on feature vectors): the fixed map, then the network.
+    assert isinstance(by_factory.network_.whitening, Whitening)
+    assert isinstance(by_factory.network_.network, MLP)
 
     instance = TinyNet(4, 3)
     before = {k: v.clone() for k, v in instance.state_dict().items()}
     model = IICClustering(
         n_clusters=3, network=instance, n_microclusters=None, n_subheads=1, **FAST
     ).fit(X)
-    assert model.network_ is not instance
+    assert model.network_.network is not instance
     for key, value in instance.state_dict().items():
         assert torch.equal(value, before[key]), "the user's module was trained in place"
     assert not all(
-        torch.equal(v, before[k]) for k, v in model.network_.state_dict().items()
+        torch.equal(v, before[k]) for k, v in model.network_.network.state_dict().items()
     )
 
 
@@ -212,6 +215,32 @@ def test_circles_found_where_kmeans_fails():
     assert iic > 0.95
 
 
+def test_whitening_beats_kmeans_on_iris():
+    # Iris's two overlapping species are stretched along a shared direction;
+    # in the metric of neighbour differences they separate (3 seeds).
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    kmeans = adjusted_rand_score(y, KMeans(3, n_init=10, random_state=0).fit_predict(X))
+    whitened, raw = (
+        [adjusted_rand_score(y, IICClustering(3, whiten=w, random_state=s).fit_predict(X))
+         for s in range(3)]
+        for w in ("auto", False)
+    )
+    assert min(whitened) > kmeans + 0.1  # measured: 0.759 against 0.620
+    assert np.median(whitened) > np.median(raw) + 0.1  # 0.759 against 0.577
+
+
+def test_whiten_on_images(digits):
+    X, _ = digits
+    images = X[:200].reshape(-1, 8, 8)
+    model = IICClustering(n_clusters=3, n_epochs=2, random_state=0).fit(images)
+    assert not hasattr(model.network_, "whitening")  # "auto": images as they are
+    with pytest.raises(ValueError, match="whiten=True applies to feature vectors"):
+        IICClustering(n_clusters=3, whiten=True, **FAST).fit(images)
+
+
 def test_compile_trains_through_torch_compile(blobs):
     X, _ = blobs
     plain = IICClustering(n_clusters=3, **FAST).fit(X)
@@ -219,7 +248,7 @@ def test_compile_trains_through_torch_compile(blobs):
     compiled = IICClustering(n_clusters=3, compile={"backend": "eager"}, **FAST).fit(X)
     np.testing.assert_allclose(compiled.loss_curve_, plain.loss_curve_, rtol=1e-5)
     np.testing.assert_array_equal(compiled.labels_, plain.labels_)
-    assert type(compiled.network_) is MLP
+    assert type(compiled.network_.network) is MLP
     pickle.loads(pickle.dumps(compiled))
 
 
@@ -298,6 +327,7 @@ def test_predict_checks(blobs):
     [
         (dict(n_clusters=0), "n_clusters"),
         (dict(pairs="knn"), "pairs"),
+        (dict(whiten="yes"), "whiten"),
         (dict(learning_rate=0), "learning_rate"),
         (dict(batch_size=1), "batch_size"),
         (dict(perturbation="strong"), "perturbation"),

@@ -1,0 +1,82 @@
+"""The metric of feature vectors: an affine map under which neighbours differ isotropically."""
+
+import numpy as np
+import torch
+from sklearn.covariance import ledoit_wolf
+from torch import nn
+
+from ._pairs import nearest_neighbors
+
+# The local covariance is estimated from the neighbours of at most this many
+# rows, among themselves: its cost is then bounded whatever n_samples.
+_MAX_ROWS = 10_000
+# ... and from at most this many difference values (rows * n_neighbors *
+# n_features, 128 MiB in float64), so that wide data use fewer rows.
+_MAX_DIFFERENCE_VALUES = 2**24
+# Directions in which neighbours never differ (constant features) are scaled
+# as if they varied this much relative to the average direction, rather than
+# blown up.
+_MIN_RELATIVE_VARIANCE = 1e-4
+
+
+class Whitening(nn.Module):
+    """The fixed affine map ``x -> (x - mean) @ matrix``, the first layer of a whitened network.
+
+    Parameters
+    ----------
+    mean : torch.Tensor of shape (n_features,)
+    matrix : torch.Tensor of shape (n_features, n_features)
+    """
+
+    def __init__(self, mean, matrix):
+        super().__init__()
+        # Buffers, not parameters: they move with the network but are not trained.
+        self.register_buffer("mean", mean)
+        self.register_buffer("matrix", matrix)
+
+    def forward(self, x):
+        return (x - self.mean) @ self.matrix
+
+
+@torch.no_grad()
+def local_whitening(X, n_neighbors, generator):
+    """The :class:`Whitening` of ``X`` that makes differences between nearest neighbours isotropic.
+
+    The covariance of ``x - x'`` over every sample ``x`` and each of its
+    ``n_neighbors`` nearest neighbours ``x'`` (among a random subset of at most
+    10,000 rows, fewer for wide data) is estimated with Ledoit-Wolf shrinkage;
+    the map centres ``X`` and multiplies by the inverse square root of that
+    covariance. Afterwards, moving to a neighbour is equally likely in every
+    direction: directions along which the data are stretched within a cluster
+    shrink, and directions between clusters, where neighbours rarely differ,
+    grow.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_samples, n_features)
+        At least 2 samples.
+    n_neighbors : int
+    generator : torch.Generator
+        On X's device; draws the subset.
+
+    Returns
+    -------
+    whitening : Whitening
+        On X's device.
+    """
+    n_samples, n_features = X.shape
+    k = min(n_neighbors, n_samples - 1)
+    rows = min(n_samples, _MAX_ROWS, max(k + 1, _MAX_DIFFERENCE_VALUES // (k * n_features)))
+    sample = X
+    if rows < n_samples:
+        sample = X[torch.randperm(n_samples, generator=generator, device=X.device)[:rows]]
+    neighbors = nearest_neighbors(sample, k, generator).long()
+    differences = (sample[:, None, :] - sample[neighbors]).reshape(-1, n_features)
+    covariance, _ = ledoit_wolf(differences.double().cpu().numpy(), assume_centered=True)
+    variances, vectors = np.linalg.eigh(covariance)
+    if not np.isfinite(variances).all() or variances.max() <= 0:
+        # Neighbours identical to each other: no direction is preferred.
+        variances, vectors = np.ones(n_features), np.eye(n_features)
+    variances = np.maximum(variances, _MIN_RELATIVE_VARIANCE * variances.mean())
+    matrix = torch.as_tensor(vectors / np.sqrt(variances), dtype=torch.float32, device=X.device)
+    return Whitening(sample.mean(dim=0), matrix)
