@@ -35,7 +35,9 @@ class Whitening(nn.Module):
         self.register_buffer("matrix", matrix)
 
     def forward(self, x):
-        return (x - self.mean) @ self.matrix
+        # In float64: a float32 product rounds differently with the number of
+        # rows, and a sample's prediction must not depend on its batch.
+        return ((x - self.mean).double() @ self.matrix.double()).to(x.dtype)
 
 
 @torch.no_grad()
