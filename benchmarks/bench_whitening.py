@@ -29,7 +29,7 @@ def main():
         X = make_blobs(n, n_features=50, centers=10, random_state=0)[0]
         X = torch.as_tensor(X, dtype=torch.float32)
         generator = torch.Generator().manual_seed(0)
-        elapsed, whitening = seconds(local_whitening, X, 10, generator)
+        elapsed, whitening = seconds(local_whitening, X, generator)
         line = f"n={n}: local_whitening {elapsed:.2f} s"
         if n <= 10_000:
             plain, _ = seconds(nearest_neighbors, X, 10, generator)

@@ -142,8 +142,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
     whiten : bool or "auto", default="auto"
         Train in the metric of the data's neighbourhoods: before training, an
         affine map is fitted under which the differences between samples and
-        their ``n_neighbors`` nearest neighbours have identity covariance
-        (Ledoit-Wolf estimate from at most 10,000 samples). Neighbour pairs
+        their 30 nearest neighbours have identity covariance (Ledoit-Wolf
+        estimate from at most 10,000 samples). Neighbour pairs
         are sought, and the network is fed, in those coordinates; the
         perturbation still acts on the data as given. Directions along which
         clusters are stretched then stop dominating the neighbourhoods (see
@@ -489,7 +489,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
                 "whiten=True applies to feature vectors; images are fed to the "
                 "network as they are. Use whiten='auto' or False."
             )
-        return local_whitening(X_tensor, self.n_neighbors, generator)
+        return local_whitening(X_tensor, generator)
 
     def _pair_sampler(self, X_tensor, generator, whitening):
         neighbors = None

@@ -7,6 +7,11 @@ from torch import nn
 
 from ._pairs import nearest_neighbors
 
+# Neighbours whose differences give the local covariance. Measured with
+# n_neighbors=10 pairs (median ARI of 10 seeds): 10 gave iris 0.73, 20 gave
+# 0.89, 30 gave 0.92 (wine 0.91, digits 0.87, moons and circles all found);
+# 50 lost digits (0.78): the neighbourhoods then span several clusters.
+_NEIGHBORS = 30
 # The local covariance is estimated from the neighbours of at most this many
 # rows, among themselves: its cost is then bounded whatever n_samples.
 _MAX_ROWS = 10_000
@@ -41,7 +46,7 @@ class Whitening(nn.Module):
 
 
 @torch.no_grad()
-def local_whitening(X, n_neighbors, generator):
+def local_whitening(X, generator, n_neighbors=_NEIGHBORS):
     """The :class:`Whitening` of ``X`` that makes differences between nearest neighbours isotropic.
 
     The covariance of ``x - x'`` over every sample ``x`` and each of its
@@ -57,9 +62,9 @@ def local_whitening(X, n_neighbors, generator):
     ----------
     X : torch.Tensor of shape (n_samples, n_features)
         At least 2 samples.
-    n_neighbors : int
     generator : torch.Generator
         On X's device; draws the subset.
+    n_neighbors : int, default=30
 
     Returns
     -------

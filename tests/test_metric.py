@@ -31,7 +31,7 @@ def test_neighbour_differences_get_identity_covariance():
     X, _ = make_blobs(400, n_features=3, random_state=0)
     X = torch.tensor(X @ np.array([[3.0, 0.5, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.2]]),
                      dtype=torch.float32)
-    whitening = local_whitening(X, 7, gen())
+    whitening = local_whitening(X, gen(), 7)
     # The covariance estimated independently (scikit-learn's Ledoit-Wolf on
     # the same differences) becomes the identity under the map.
     covariance, _ = ledoit_wolf(neighbour_differences(X, 7), assume_centered=True)
@@ -54,18 +54,18 @@ def test_stretched_clusters_become_separable_by_neighbours():
         return (y[found.numpy()] == y[:, None]).mean()
 
     raw = purity(nearest_neighbors(X, 10, gen()))
-    whitened = purity(nearest_neighbors(X, 10, gen(), local_whitening(X, 10, gen())))
+    whitened = purity(nearest_neighbors(X, 10, gen(), local_whitening(X, gen(), 10)))
     assert raw < 0.87 and whitened > 0.92  # measured: 0.864 and 0.921
 
 
 def test_constant_features_and_identical_rows_stay_finite():
     X = torch.tensor(make_blobs(200, n_features=3, random_state=1)[0], dtype=torch.float32)
     X[:, 1] = 5.0
-    whitening = local_whitening(X, 5, gen())
+    whitening = local_whitening(X, gen(), 5)
     out = whitening(torch.cat([X, X[:3] + 1]))
     assert torch.isfinite(out).all()
     assert torch.allclose(out[:200, :], whitening(X))
-    same = local_whitening(torch.ones(20, 4), 5, gen())
+    same = local_whitening(torch.ones(20, 4), gen(), 5)
     torch.testing.assert_close(same.matrix, torch.eye(4))
 
 
@@ -77,18 +77,18 @@ def test_large_or_wide_data_use_a_seeded_subset(monkeypatch):
     monkeypatch.setattr(
         metric, "nearest_neighbors", lambda S, k, g: calls.append(S.shape) or original(S, k, g)
     )
-    first = local_whitening(X, 5, gen())
+    first = local_whitening(X, gen(), 5)
     assert calls == [(100, 4)]
-    torch.testing.assert_close(first.matrix, local_whitening(X, 5, gen()).matrix)
+    torch.testing.assert_close(first.matrix, local_whitening(X, gen(), 5).matrix)
     # Wide data: at most _MAX_DIFFERENCE_VALUES differences are held.
     monkeypatch.setattr(metric, "_MAX_DIFFERENCE_VALUES", 5 * 4 * 30)
-    local_whitening(X, 5, gen())
+    local_whitening(X, gen(), 5)
     assert calls[-1] == (30, 4)
 
 
 def test_neighbours_in_the_transformed_metric():
     X = torch.tensor(make_blobs(300, n_features=4, random_state=3)[0], dtype=torch.float32)
-    whitening = local_whitening(X, 6, gen())
+    whitening = local_whitening(X, gen(), 6)
     expected = nearest_neighbors(whitening(X), 6, gen())
     assert torch.equal(nearest_neighbors(X, 6, gen(), whitening), expected)
 
@@ -96,4 +96,4 @@ def test_neighbours_in_the_transformed_metric():
 @pytest.mark.parametrize("n_neighbors", [1, 3])
 def test_tiny_data(n_neighbors):
     X = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
-    assert torch.isfinite(local_whitening(X, n_neighbors, gen())(X)).all()
+    assert torch.isfinite(local_whitening(X, gen(), n_neighbors)(X)).all()
