@@ -96,6 +96,9 @@ class IICClustering(ClusterMixin, BaseEstimator):
     as much of that mutual information as possible: micro-clusters that share
     pairs end up together, whatever the shape of their union (rings, moons,
     curved manifolds). Labels are the argmax of the (merged) soft assignments.
+    Feature vectors are first mapped to coordinates in which neighbours
+    differ equally in every direction (``whiten``), so that clusters
+    stretched along some directions do not reach into each other.
 
     Training runs on the GPU when one is available (``device="auto"``); the
     fitted network is kept on the CPU, so fitted estimators pickle and load
@@ -143,7 +146,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
         Train in the metric of the data's neighbourhoods: before training, an
         affine map is fitted under which the differences between samples and
         their 30 nearest neighbours have identity covariance (Ledoit-Wolf
-        estimate from at most 10,000 samples). Neighbour pairs
+        estimate from a random subset of at most 10,000 samples, fewer for
+        wide data). Neighbour pairs
         are sought, and the network is fed, in those coordinates; the
         perturbation still acts on the data as given. Directions along which
         clusters are stretched then stop dominating the neighbourhoods (see

@@ -16,8 +16,11 @@ _NEIGHBORS = 30
 # rows, among themselves: its cost is then bounded whatever n_samples.
 _MAX_ROWS = 10_000
 # ... and from at most this many difference values (rows * n_neighbors *
-# n_features, 128 MiB in float64), so that wide data use fewer rows.
-_MAX_DIFFERENCE_VALUES = 2**24
+# n_features: about 2,800 rows of 50 features). The differences are held a few
+# times over (float32, float64, scikit-learn's Ledoit-Wolf), so this bounds
+# the memory of the estimate at about 100 MiB; at 2**24 values it had added
+# 400 MB to fits of 10,000 rows and more.
+_MAX_DIFFERENCE_VALUES = 2**22
 # Directions in which neighbours never differ (constant features) are scaled
 # as if they varied this much relative to the average direction, rather than
 # blown up.
@@ -51,7 +54,8 @@ def local_whitening(X, generator, n_neighbors=_NEIGHBORS):
 
     The covariance of ``x - x'`` over every sample ``x`` and each of its
     ``n_neighbors`` nearest neighbours ``x'`` (among a random subset of at most
-    10,000 rows, fewer for wide data) is estimated with Ledoit-Wolf shrinkage;
+    10,000 rows and 2**22 difference values: 2,796 rows of 50 features) is
+    estimated with Ledoit-Wolf shrinkage;
     the map centres ``X`` and multiplies by the inverse square root of that
     covariance. Afterwards, moving to a neighbour is equally likely in every
     direction: directions along which the data are stretched within a cluster
