@@ -147,11 +147,10 @@ class IICClustering(ClusterMixin, BaseEstimator):
         affine map is fitted under which the differences between samples and
         their 30 nearest neighbours have identity covariance (Ledoit-Wolf
         estimate from a random subset of at most 10,000 samples, fewer for
-        wide data). Neighbour pairs
-        are sought, and the network is fed, in those coordinates; the
-        perturbation still acts on the data as given. Directions along which
-        clusters are stretched then stop dominating the neighbourhoods (see
-        the user guide). ``"auto"`` whitens feature vectors and leaves images
+        wide data). Neighbour pairs are sought, and the network is fed, in
+        those coordinates; the perturbation still acts on the data as given.
+        Directions along which clusters are stretched then stop dominating
+        the neighbourhoods (see the user guide). ``"auto"`` whitens feature vectors and leaves images
         as they are, for the convnet; ``True`` on images raises an error.
 
     image_shape : tuple of int or None, default=None
