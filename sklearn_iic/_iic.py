@@ -8,6 +8,7 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 import torch
+from torch.profiler import record_function
 from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -541,7 +542,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
         self : IICClustering
             The fitted estimator.
         """
-        X = self._validate_input(X, reset=True)
+        with record_function("sklearn_iic.fit.validate"):
+            X = self._validate_input(X, reset=True)
         n_samples = X.shape[0]
         if n_samples < max(2, self.n_clusters):
             raise ValueError(
@@ -553,41 +555,48 @@ class IICClustering(ClusterMixin, BaseEstimator):
         heads = self._heads(n_samples)
         with torch_threads(self._n_threads(n_samples, heads.n_outputs)), local_torch_rng(seed, device):
             X_tensor = self._as_tensor(X, device)
-            network = self._build_network(heads.n_outputs, X_tensor)
+            with record_function("sklearn_iic.fit.network"):
+                network = self._build_network(heads.n_outputs, X_tensor)
             generator = torch.Generator(device=device).manual_seed(seed)
-            whitening = self._whitening(X_tensor, generator)
+            with record_function("sklearn_iic.fit.whitening"):
+                whitening = self._whitening(X_tensor, generator)
             if whitening is not None:
                 network = nn.Sequential(OrderedDict(whitening=whitening, network=network))
-            sampler = self._pair_sampler(X_tensor, generator, whitening)
-            self.loss_curve_ = train(
-                network, sampler, heads,
-                batch_size=min(self.batch_size, n_samples),
-                n_epochs=self._n_epochs(n_samples),
-                learning_rate=self.learning_rate,
-                lamb=self.lamb,
-                generator=sampler.generator,
-                verbose=self.verbose,
-                compile=self.compile,
-            )
+            with record_function("sklearn_iic.fit.neighbors"):
+                sampler = self._pair_sampler(X_tensor, generator, whitening)
+            with record_function("sklearn_iic.fit.train"):
+                self.loss_curve_ = train(
+                    network, sampler, heads,
+                    batch_size=min(self.batch_size, n_samples),
+                    n_epochs=self._n_epochs(n_samples),
+                    learning_rate=self.learning_rate,
+                    lamb=self.lamb,
+                    generator=sampler.generator,
+                    verbose=self.verbose,
+                    compile=self.compile,
+                )
             self.n_iter_ = len(self.loss_curve_)
             # Merge each main sub-head's micro-clusters; label-free head
             # selection keeps the one whose clusters have the lowest loss.
             passes = _joint_passes(n_samples, heads.sizes[0])
-            joints = pair_joints(network, sampler, heads, self.batch_size, passes)
-            groups = [self._merge_groups(joint) for joint in joints]
-            self.head_losses_ = np.array([
-                float(loss_from_joint(self._merged_joint(joint, g)))
-                for joint, g in zip(joints, groups)
-            ])
+            with record_function("sklearn_iic.fit.joints"):
+                joints = pair_joints(network, sampler, heads, self.batch_size, passes)
+            with record_function("sklearn_iic.fit.merge"):
+                groups = [self._merge_groups(joint) for joint in joints]
+                self.head_losses_ = np.array([
+                    float(loss_from_joint(self._merged_joint(joint, g)))
+                    for joint, g in zip(joints, groups)
+                ])
             self.best_head_ = int(np.argmin(self.head_losses_))
             self._heads_ = heads
             self.n_microclusters_ = heads.sizes[0]
             groups = groups[self.best_head_]
             # Label the training data already on the device, in bounded batches.
-            batches = X_tensor.split(prediction_batch_size(self.n_features_in_))
-            merge = self._merge_matrix(groups, device)
-            labels = predict_proba(network, batches, heads, self.best_head_, merge)
-            labels = labels.argmax(dim=1).numpy()
+            with record_function("sklearn_iic.fit.label"):
+                batches = X_tensor.split(prediction_batch_size(self.n_features_in_))
+                merge = self._merge_matrix(groups, device)
+                labels = predict_proba(network, batches, heads, self.best_head_, merge)
+                labels = labels.argmax(dim=1).numpy()
             self.network_ = network.cpu().eval()
         self._score_seed = seed
         # Number clusters by decreasing size so that used labels are 0, 1, ...
@@ -640,7 +649,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
         )
         network = self._network_on(device)
         merge = self._merge_matrix(self.merge_map_, device)
-        proba = predict_proba(network, batches, self._heads_, self.best_head_, merge)
+        with record_function("sklearn_iic.predict"):
+            proba = predict_proba(network, batches, self._heads_, self.best_head_, merge)
         return proba.double().numpy()
 
     def predict(self, X):
