@@ -1,85 +1,58 @@
-"""The IICClustering estimator."""
+"""The IICClustering estimator: validate, plan, build, train, merge and choose a head, label."""
 
+import contextlib
 import copy
-import warnings
 from collections import OrderedDict
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.sparse as sp
 import torch
-from torch.profiler import record_function
 from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
+from torch.profiler import record_function
 
-from ._loss import loss_from_joint, normalized_mutual_information
-from ._merge import merge_clusters
-from ._metric import Whitening, local_whitening
-from ._networks import default_network
-from ._pairs import PairSampler, nearest_neighbors
-from ._training import (
-    Heads,
-    local_torch_rng,
-    pair_joints,
-    prediction_batch_size,
-    predict_proba,
-    resolve_device,
-    torch_threads,
-    train,
-)
-from .perturbations import (
-    Compose,
-    GaussianNoise,
-    IntensityJitter,
-    RandomAffine,
-    RandomResizedCrop,
-)
+from ._checks import check_perturbation
+from ._inference import merged_probabilities, pair_joints, prediction_batch_size
+from ._input import as_tensor, check_input_shape, resolve_input_shape, validate_input
+from ._loss import normalized_mutual_information
+from ._merge import choose_head, merge_matrix, merged_joint, rank_by_size
+from ._metric import local_whitening
+from ._networks import build_network
+from ._pairs import PairSampler, nearest_neighbors, neighbors_among
+from ._plan import make_plan
+from ._runtime import available_or_cpu, local_torch_rng, torch_threads
+from ._training import train
 
-# Work per training step that pays for one torch thread. Small steps lose more
-# to thread synchronisation than they gain (2-core machine: a 50-sample fit is
-# 20x slower with 2 threads than with 1), and far more when other processes
-# compete for the cores; digits (1797 x 64) stays on one thread.
-_WORK_PER_THREAD = 1e7
+# Rows on which the network and the perturbation are tried before training:
+# three, so that a network that only works on pairs of rows is caught.
+_PROBE_ROWS = 3
+# Training rows kept to pair the samples that ``score`` is given with (their
+# neighbours are sought among them): at most this many rows and values.
+_REFERENCE_ROWS = 10_000
+_REFERENCE_VALUES = 2**22
 
 
-# n_microclusters="auto": at least this many micro-clusters, and at least
-# _MICRO_PER_CLUSTER per cluster. Fewer (20, 30) left circles split into wedges
-# spanning both rings on most seeds; 50 solved all 8 seeds tried.
-_MIN_MICROCLUSTERS = 50
-_MICRO_PER_CLUSTER = 5
-
-# The joint that merges micro-clusters, selects the sub-head and scores is
-# summed over at least _PAIRS_PER_CELL pairs per entry, in at most
-# _MAX_JOINT_PASSES passes over the data. With 50 micro-clusters on the
-# 1,000 samples of the moons, one pass failed on a seed in three and five
-# passes on one seed in ten; 50 passes (50,000 pairs) found the moons on all
-# ten. The cap binds only on small data (below 1,000 samples for 50
-# micro-clusters), where passes are cheap.
-_PAIRS_PER_CELL = 20
-_MAX_JOINT_PASSES = 50
-
-# Optimiser steps of n_epochs="auto": enough for digits (100 epochs) and
-# MNIST-5k (40 epochs) to converge in the benchmarks.
-_AUTO_STEPS = 800
+def _phase(name):
+    """A region named for profilers (free when none runs): benchmarks time fits by these names."""
+    return record_function(f"sklearn_iic.{name}")
 
 
-def _joint_passes(n_samples, n_columns):
-    pairs = _PAIRS_PER_CELL * n_columns**2
-    return int(np.clip(-(-pairs // n_samples), 1, _MAX_JOINT_PASSES))
+@contextlib.contextmanager
+def _unchanged_on_failure(estimator):
+    """Restore every attribute of ``estimator`` if the block raises or is interrupted.
 
-
-def default_perturbation(image):
-    """The perturbation used with ``perturbation="auto"``."""
-    if image:
-        return Compose([
-            RandomAffine(rotation=15, scale=(0.9, 1.1), translation=0.1, shear=10),
-            IntensityJitter(brightness=0.3, contrast=0.3),
-            GaussianNoise(0.05),
-        ])
-    return GaussianNoise(0.1)
+    A failed fit then leaves a fitted model exactly as it was, and an unfitted
+    one unfitted.
+    """
+    saved = dict(vars(estimator))
+    try:
+        yield
+    except BaseException:
+        vars(estimator).clear()
+        vars(estimator).update(saved)
+        raise
 
 
 class IICClustering(ClusterMixin, BaseEstimator):
@@ -348,183 +321,6 @@ class IICClustering(ClusterMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    # -- input -------------------------------------------------------------
-
-    def _validate_input(self, X, reset):
-        """Validate X; return it as a 2-D float array and the input shape per sample."""
-        shape = None
-        if not sp.issparse(X) and not hasattr(X, "iloc"):
-            X = np.asarray(X)
-            if X.ndim in (3, 4):
-                shape = X.shape[1:] if X.ndim == 4 else (1,) + X.shape[1:]
-                X = X.reshape(X.shape[0], -1)
-            elif X.ndim > 4:
-                raise ValueError(
-                    f"Expected 2-D features or images of shape (n, height, width) or "
-                    f"(n, channels, height, width); got an array with {X.ndim} dimensions."
-                )
-        X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
-        if reset:
-            self.input_shape_ = self._resolve_input_shape(shape, X.shape[1])
-        elif shape is not None and shape != self.input_shape_:
-            raise ValueError(
-                f"X holds images of shape {shape}, but {type(self).__name__} was "
-                f"fitted on input of shape {self.input_shape_}."
-            )
-        return X
-
-    def _resolve_input_shape(self, array_shape, n_features):
-        if self.image_shape is None:
-            return array_shape if array_shape is not None else n_features
-        shape = tuple(self.image_shape)
-        if len(shape) == 2:
-            shape = (1,) + shape
-        if len(shape) != 3 or int(np.prod(shape)) != n_features:
-            raise ValueError(
-                f"image_shape={self.image_shape} does not match the "
-                f"{n_features} features of X."
-            )
-        if array_shape is not None and array_shape != shape:
-            raise ValueError(
-                f"image_shape={self.image_shape} does not match images of shape {array_shape}."
-            )
-        return shape
-
-    def _as_tensor(self, X, device):
-        shape = self.input_shape_
-        shape = (shape,) if isinstance(shape, int) else shape
-        # Shares memory with float32 data on the CPU: fitting does not copy X
-        # (it is only read). Read-only arrays, such as joblib's memmaps, are
-        # shared too, hence torch's warning about them is silenced.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-            tensor = torch.as_tensor(X, dtype=torch.float32, device=device)
-        return tensor.reshape(-1, *shape)
-
-    # -- building blocks ----------------------------------------------------
-
-    @property
-    def _is_image(self):
-        return not isinstance(self.input_shape_, int)
-
-    def _seed(self):
-        if self.random_state is None:
-            # Fresh entropy from the OS: never touches numpy's global RNG.
-            return int(np.random.SeedSequence().generate_state(1)[0] >> 1)
-        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-
-    def _n_microclusters(self, n_samples):
-        # "auto" merges for feature vectors only: on images a head trained on
-        # n_clusters directly measured as well on digits (ACC 0.950 both) and
-        # better on MNIST-5k (0.967 against 0.955 with merging).
-        if self.n_microclusters is None or (self.n_microclusters == "auto" and self._is_image):
-            return self.n_clusters
-        if self.n_microclusters == "auto":
-            wanted = max(_MIN_MICROCLUSTERS, _MICRO_PER_CLUSTER * self.n_clusters)
-            return max(self.n_clusters, min(wanted, n_samples))
-        if self.n_microclusters < self.n_clusters:
-            raise ValueError(
-                f"n_microclusters={self.n_microclusters} must be at least "
-                f"n_clusters={self.n_clusters}."
-            )
-        return self.n_microclusters
-
-    def _heads(self, n_samples):
-        n_over = round(self.overclustering * self.n_clusters) if self.overclustering else 0
-        return Heads(self._n_microclusters(n_samples), n_over, self.n_subheads)
-
-    def _build_network(self, n_outputs, X):
-        if isinstance(self.network, nn.Module):
-            network = copy.deepcopy(self.network)
-        else:
-            factory = default_network if self.network is None else self.network
-            network = factory(self.input_shape_, n_outputs)
-            if not isinstance(network, nn.Module):
-                raise TypeError(
-                    f"network must build a torch.nn.Module; {factory!r} returned "
-                    f"{type(network).__name__}."
-                )
-        network = network.to(X.device).eval()
-        try:
-            with torch.no_grad():
-                out = network(X[:2])
-        except Exception as exc:
-            raise ValueError(
-                f"The network failed on a batch of shape {tuple(X[:2].shape)}: {exc}"
-            ) from exc
-        if tuple(out.shape) != (2, n_outputs):
-            raise ValueError(
-                f"The network must output {n_outputs} logits per sample "
-                f"(n_clusters={self.n_clusters}, n_microclusters={self.n_microclusters!r}, "
-                f"n_subheads={self.n_subheads}, overclustering={self.overclustering}); "
-                f"it returned shape {tuple(out.shape)} for a batch of 2. A network "
-                "with n_clusters outputs needs n_microclusters=None, n_subheads=1 "
-                "and overclustering=0."
-            )
-        return network
-
-    def _perturbation(self):
-        pairs = self._pair_source()
-        if pairs == "neighbors":
-            return None
-        if isinstance(self.perturbation, str):
-            return default_perturbation(self._is_image)
-        if isinstance(self.perturbation, (list, tuple)):
-            if not all(callable(g) for g in self.perturbation):
-                raise TypeError("perturbation must be a callable or a sequence of callables.")
-            return Compose(self.perturbation)
-        if self.perturbation is None and pairs != "both":
-            raise ValueError(
-                "perturbation=None leaves nothing to pair a sample with; use "
-                "pairs='neighbors' or give a perturbation."
-            )
-        return self.perturbation
-
-    def _pair_source(self):
-        return "both" if self.pairs == "auto" else self.pairs
-
-    def _whitening(self, X_tensor, generator):
-        if not self.whiten:
-            return None
-        if self._is_image:
-            if self.whiten == "auto":
-                return None
-            raise ValueError(
-                "whiten=True applies to feature vectors; images are fed to the "
-                "network as they are. Use whiten='auto' or False."
-            )
-        return local_whitening(X_tensor, generator)
-
-    def _pair_sampler(self, X_tensor, generator, whitening):
-        neighbors = None
-        if self._pair_source() in ("neighbors", "both"):
-            neighbors = nearest_neighbors(X_tensor, self.n_neighbors, generator, whitening)
-        return PairSampler(
-            X_tensor,
-            perturbation=self._perturbation(),
-            neighbors=neighbors,
-            n_repeats=self.n_repeats,
-            generator=generator,
-        )
-
-    def _n_epochs(self, n_samples):
-        if self.n_epochs != "auto":
-            return self.n_epochs
-        n_batches = -(-n_samples // self.batch_size)
-        return int(np.clip(-(-_AUTO_STEPS // n_batches), 10, 100))
-
-    def _n_threads(self, n_samples, n_outputs):
-        # Rough multiply-adds of a step's first layers: an MLP's 256-wide
-        # layer, or a convnet's 32-channel 3x3 convolution per pixel.
-        rows = min(self.batch_size, n_samples) * self.n_repeats
-        if self._is_image:
-            work = rows * self.n_features_in_ * 32 * 9
-        else:
-            work = rows * (self.n_features_in_ + n_outputs) * 256
-        return int(np.clip(work // _WORK_PER_THREAD, 1, torch.get_num_threads()))
-
-    # -- the algorithm ------------------------------------------------------
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train the network on X and label its samples.
@@ -542,88 +338,67 @@ class IICClustering(ClusterMixin, BaseEstimator):
         self : IICClustering
             The fitted estimator.
         """
-        with record_function("sklearn_iic.fit.validate"):
-            X = self._validate_input(X, reset=True)
-        n_samples = X.shape[0]
-        if n_samples < max(2, self.n_clusters):
-            raise ValueError(
-                f"n_samples={n_samples} should be >= n_clusters={self.n_clusters} "
-                "(and IIC needs at least 2 samples)."
-            )
-        device = resolve_device(self.device)
-        seed = self._seed()
-        heads = self._heads(n_samples)
-        with torch_threads(self._n_threads(n_samples, heads.n_outputs)), local_torch_rng(seed, device):
-            X_tensor = self._as_tensor(X, device)
-            with record_function("sklearn_iic.fit.network"):
-                network = self._build_network(heads.n_outputs, X_tensor)
-            generator = torch.Generator(device=device).manual_seed(seed)
-            with record_function("sklearn_iic.fit.whitening"):
-                whitening = self._whitening(X_tensor, generator)
-            if whitening is not None:
-                network = nn.Sequential(OrderedDict(whitening=whitening, network=network))
-            with record_function("sklearn_iic.fit.neighbors"):
-                sampler = self._pair_sampler(X_tensor, generator, whitening)
-            with record_function("sklearn_iic.fit.train"):
-                self.loss_curve_ = train(
-                    network, sampler, heads,
-                    batch_size=min(self.batch_size, n_samples),
-                    n_epochs=self._n_epochs(n_samples),
-                    learning_rate=self.learning_rate,
-                    lamb=self.lamb,
-                    generator=sampler.generator,
-                    verbose=self.verbose,
-                    compile=self.compile,
+        with _unchanged_on_failure(self):
+            with _phase("fit.validate"):
+                X, array_shape = validate_input(self, X, reset=True)
+                input_shape = resolve_input_shape(self.image_shape, array_shape, X.shape[1])
+            with _phase("fit.plan"):
+                plan = make_plan(self.get_params(deep=False), input_shape, X.shape[0])
+            with torch_threads(plan.n_threads), local_torch_rng(plan.seed, plan.device):
+                X_tensor = as_tensor(X, input_shape, plan.device)
+                with _phase("fit.network"):
+                    probe = X_tensor[:_PROBE_ROWS]
+                    network = build_network(self.network, input_shape, plan.heads.n_outputs, probe)
+                    if plan.perturbation is not None:
+                        check_perturbation(plan.perturbation, probe)
+                generator = torch.Generator(device=plan.device).manual_seed(plan.seed)
+                whitening = None
+                if plan.whiten:
+                    with _phase("fit.whitening"):
+                        whitening = local_whitening(X_tensor, generator)
+                    network = nn.Sequential(OrderedDict(whitening=whitening, network=network))
+                neighbors = None
+                if plan.uses_neighbors:
+                    with _phase("fit.neighbors"):
+                        neighbors = nearest_neighbors(
+                            X_tensor, plan.n_neighbors, generator, whitening
+                        )
+                sampler = PairSampler(
+                    X_tensor, perturbation=plan.perturbation, neighbors=neighbors,
+                    n_repeats=plan.n_repeats, generator=generator,
                 )
-            self.n_iter_ = len(self.loss_curve_)
-            # Merge each main sub-head's micro-clusters; label-free head
-            # selection keeps the one whose clusters have the lowest loss.
-            passes = _joint_passes(n_samples, heads.sizes[0])
-            with record_function("sklearn_iic.fit.joints"):
-                joints = pair_joints(network, sampler, heads, self.batch_size, passes)
-            with record_function("sklearn_iic.fit.merge"):
-                groups = [self._merge_groups(joint) for joint in joints]
-                self.head_losses_ = np.array([
-                    float(loss_from_joint(self._merged_joint(joint, g)))
-                    for joint, g in zip(joints, groups)
-                ])
-            self.best_head_ = int(np.argmin(self.head_losses_))
-            self._heads_ = heads
-            self.n_microclusters_ = heads.sizes[0]
-            groups = groups[self.best_head_]
-            # Label the training data already on the device, in bounded batches.
-            with record_function("sklearn_iic.fit.label"):
-                batches = X_tensor.split(prediction_batch_size(self.n_features_in_))
-                merge = self._merge_matrix(groups, device)
-                labels = predict_proba(network, batches, heads, self.best_head_, merge)
-                labels = labels.argmax(dim=1).numpy()
+                with _phase("fit.train"):
+                    loss_curve = train(
+                        network, sampler, plan.heads,
+                        batch_size=plan.batch_size, n_epochs=plan.n_epochs,
+                        learning_rate=plan.learning_rate, lamb=plan.lamb,
+                        generator=generator, verbose=plan.verbose, compile=plan.compile,
+                    )
+                with _phase("fit.joints"):
+                    joints = pair_joints(
+                        network, sampler, plan.heads, plan.eval_batch_size, plan.joint_passes
+                    )
+                with _phase("fit.merge"):
+                    groups, head_losses, best_head = choose_head(joints, plan.n_clusters)
+                with _phase("fit.label"):
+                    merge = merge_matrix(groups, plan.n_clusters, plan.device)
+                    batches = X_tensor.split(prediction_batch_size(plan.n_features))
+                    proba = merged_probabilities(network, batches, plan.heads, best_head, merge)
+                    labels = proba.argmax(dim=1).numpy()
+                reference = _pair_reference(X_tensor, plan) if plan.uses_neighbors else None
+            rank = rank_by_size(labels, plan.n_clusters)
+            self._plan = plan
+            self._pair_reference = reference
+            self.input_shape_ = input_shape
             self.network_ = network.cpu().eval()
-        self._score_seed = seed
-        # Number clusters by decreasing size so that used labels are 0, 1, ...
-        order = np.argsort(-np.bincount(labels, minlength=self.n_clusters), kind="stable")
-        rank = np.argsort(order)
-        self.merge_map_ = rank[groups]
-        self.labels_ = rank[labels]
+            self.loss_curve_ = loss_curve
+            self.n_iter_ = len(loss_curve)
+            self.head_losses_ = head_losses
+            self.best_head_ = best_head
+            self.n_microclusters_ = plan.heads.main_size
+            self.merge_map_ = rank[groups]
+            self.labels_ = rank[labels]
         return self
-
-    def _merge_groups(self, joint):
-        """Cluster of each of a sub-head's micro-clusters (itself when none are merged)."""
-        if joint.shape[0] == self.n_clusters:
-            return np.arange(self.n_clusters)
-        return merge_clusters(joint.cpu().numpy(), self.n_clusters)
-
-    def _merge_matrix(self, groups, device):
-        """One-hot (n_microclusters, n_clusters) matrix that sums micro-clusters into clusters."""
-        groups = torch.as_tensor(groups, device=device)
-        return nn.functional.one_hot(groups, self.n_clusters).float()
-
-    def _merged_joint(self, joint, groups):
-        merge = self._merge_matrix(groups, joint.device)
-        return merge.T @ joint @ merge
-
-    def _network_on(self, device):
-        # A copy for other devices: network_ itself stays on the CPU.
-        return self.network_ if device.type == "cpu" else copy.deepcopy(self.network_).to(device)
 
     def predict_proba(self, X):
         """Soft cluster assignments of X.
@@ -638,19 +413,20 @@ class IICClustering(ClusterMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_clusters)
             Rows sum to one; their argmax is :meth:`predict`.
         """
-        check_is_fitted(self)
-        X = self._validate_input(X, reset=False)
-        device = resolve_device(self.device)
+        X = self._validate_fitted_input(X)
+        plan = self._plan
+        device = available_or_cpu(plan.device)
         # Convert X batch by batch: predicting never holds a full copy of it.
-        rows = prediction_batch_size(self.n_features_in_)
+        rows = prediction_batch_size(plan.n_features)
         batches = (
-            self._as_tensor(X[start : start + rows], device)
+            as_tensor(X[start : start + rows], plan.input_shape, device)
             for start in range(0, X.shape[0], rows)
         )
-        network = self._network_on(device)
-        merge = self._merge_matrix(self.merge_map_, device)
-        with record_function("sklearn_iic.predict"):
-            proba = predict_proba(network, batches, self._heads_, self.best_head_, merge)
+        merge = merge_matrix(self.merge_map_, plan.n_clusters, device)
+        with _phase("predict"):
+            proba = merged_probabilities(
+                self._network_on(device), batches, plan.heads, self.best_head_, merge
+            )
         return proba.double().numpy()
 
     def predict(self, X):
@@ -670,8 +446,11 @@ class IICClustering(ClusterMixin, BaseEstimator):
     def score(self, X, y=None):
         """Normalised mutual information between the clusters of X and of its pairs.
 
-        Builds pairs from X exactly as in training (perturbations and/or
-        neighbours, with a seed fixed at fit time) and returns
+        Pairs every sample of X as training did, with what the fit kept:
+        the same perturbation, and neighbours sought among (up to 10,000 of)
+        the training samples, with a seed fixed at fit time. So each sample is
+        paired independently of the others, and the score of a model does not
+        depend on how many samples are scored beyond sampling noise. Returns
         ``I(z; z') / H(z)``, computed from the soft assignments: the share of
         the information in the clustering of X that survives the pairing. It
         lies in [0, 1]; 0 for uninformative or collapsed clusterings, 1 when
@@ -692,25 +471,55 @@ class IICClustering(ClusterMixin, BaseEstimator):
         -------
         score : float
         """
-        check_is_fitted(self)
-        X = self._validate_input(X, reset=False)
+        X = self._validate_fitted_input(X)
         if X.shape[0] < 2:
             raise ValueError(f"score needs at least 2 samples to pair; got n_samples={X.shape[0]}.")
-        device = resolve_device(self.device)
+        plan = self._plan
+        device = available_or_cpu(plan.device)
         network = self._network_on(device)
-        whitening = getattr(network, "whitening", None)
-        if not isinstance(whitening, Whitening):  # an attribute of the user's network
-            whitening = None
-        with local_torch_rng(self._score_seed, device):
-            generator = torch.Generator(device=device).manual_seed(self._score_seed)
-            sampler = self._pair_sampler(self._as_tensor(X, device), generator, whitening)
-            passes = _joint_passes(X.shape[0], self.n_microclusters_)
-            joints = pair_joints(network, sampler, self._heads_, self.batch_size, passes)
-        return normalized_mutual_information(
-            self._merged_joint(joints[self.best_head_], self.merge_map_)
-        )
+        with local_torch_rng(plan.seed, device), _phase("score"):
+            X_tensor = as_tensor(X, plan.input_shape, device)
+            generator = torch.Generator(device=device).manual_seed(plan.seed)
+            neighbors = pool = None
+            if plan.uses_neighbors:
+                pool = self._pair_reference.to(device)
+                whitening = network.whitening if plan.whiten else None
+                neighbors = neighbors_among(X_tensor, pool, plan.n_neighbors, whitening)
+            sampler = PairSampler(
+                X_tensor, perturbation=plan.perturbation, neighbors=neighbors,
+                n_repeats=plan.n_repeats, generator=generator, pool=pool,
+            )
+            (joint,) = pair_joints(
+                network, sampler, plan.heads, plan.eval_batch_size,
+                plan.passes_for(X.shape[0]), subheads=[self.best_head_],
+            )
+        return normalized_mutual_information(merged_joint(joint, self.merge_map_, plan.n_clusters))
+
+    def _validate_fitted_input(self, X):
+        check_is_fitted(self)
+        X, array_shape = validate_input(self, X, reset=False)
+        check_input_shape(array_shape, self.input_shape_, type(self).__name__)
+        return X
+
+    def _network_on(self, device):
+        # A copy for other devices: network_ itself stays on the CPU.
+        return self.network_ if device.type == "cpu" else copy.deepcopy(self.network_).to(device)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _pair_reference(X, plan):
+    """A copy, on the CPU, of the training rows among which ``score`` seeks neighbours.
+
+    Every row up to the cap, else a random subset (seeded from the fit's
+    seed, apart from the training streams).
+    """
+    rows = min(_REFERENCE_ROWS, max(10 * (plan.n_neighbors + 1), _REFERENCE_VALUES // plan.n_features))
+    if X.shape[0] <= rows:
+        return X.cpu().clone()
+    generator = torch.Generator().manual_seed(plan.seed)
+    chosen = torch.randperm(X.shape[0], generator=generator)[:rows].sort().values
+    return X[chosen.to(X.device)].cpu()

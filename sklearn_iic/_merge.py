@@ -1,6 +1,14 @@
-"""Merging micro-clusters: greedy agglomeration that keeps the most mutual information."""
+"""Merging micro-clusters into clusters, choosing the sub-head, and numbering the clusters.
+
+Everything between the trained network's pair joints and the labels: the
+greedy merge, the one-hot merge matrix and the merged joint, the label-free
+choice of the sub-head, and renumbering clusters by size.
+"""
 
 import numpy as np
+import torch
+
+from ._loss import loss_from_joint
 
 # Rows of the initial (k, k, k) tensor built at once: bounds its memory at
 # about 64 MiB of float64 for any number of micro-clusters.
@@ -34,7 +42,8 @@ def merge_clusters(joint, n_clusters):
     Parameters
     ----------
     joint : array-like of shape (k, k)
-        Symmetric joint distribution of the micro-clusters of paired samples.
+        Symmetric joint distribution of the micro-clusters of paired samples,
+        summing to one (as made by ``normalize_joint``).
     n_clusters : int
         Number of groups to keep, at most ``k``.
 
@@ -46,8 +55,6 @@ def merge_clusters(joint, n_clusters):
     """
     P = np.array(joint, dtype=np.float64)
     k = P.shape[0]
-    P = (P + P.T) / 2
-    P /= P.sum()
     # I(z; z') = sum xlogx(P) - 2 sum xlogx(marginal) for a symmetric joint;
     # the loss of merging a and b follows from row sums of xlogx over
     # "a and b's rows added", kept in S.
@@ -90,3 +97,62 @@ def merge_clusters(joint, n_clusters):
         active[b] = False
         groups[groups == b] = a
     return np.unique(groups, return_inverse=True)[1]
+
+
+def merge_groups(joint, n_clusters):
+    """Cluster of each micro-cluster of a sub-head: merged, or itself when there are none to merge."""
+    if joint.shape[0] == n_clusters:
+        return np.arange(n_clusters)
+    return merge_clusters(joint.cpu().numpy(), n_clusters)
+
+
+def merge_matrix(groups, n_clusters, device=None):
+    """One-hot ``(n_microclusters, n_clusters)`` matrix that sums micro-clusters into clusters."""
+    groups = torch.as_tensor(groups, device=device)
+    return torch.nn.functional.one_hot(groups, n_clusters).float()
+
+
+def merged_joint(joint, groups, n_clusters):
+    """Joint distribution of the clusters made of a joint of micro-clusters."""
+    merge = merge_matrix(groups, n_clusters, joint.device).to(joint.dtype)
+    return merge.T @ joint @ merge
+
+
+def choose_head(joints, n_clusters):
+    """Merge every main sub-head and keep the one whose clusters lose the least.
+
+    The choice needs no labels: each sub-head's micro-clusters are merged into
+    ``n_clusters``, and the sub-head whose merged clusters have the lowest IIC
+    loss (``lamb=1``: the most mutual information between paired samples) wins.
+
+    Parameters
+    ----------
+    joints : list of torch.Tensor of shape (n_microclusters, n_microclusters)
+        Normalised pair joint of each main sub-head.
+    n_clusters : int
+
+    Returns
+    -------
+    groups : ndarray of shape (n_microclusters,)
+        Cluster of each micro-cluster of the chosen sub-head.
+    losses : ndarray of shape (n_subheads,)
+        Loss of each sub-head's merged clusters.
+    best : int
+        Index of the chosen sub-head.
+    """
+    all_groups = [merge_groups(joint, n_clusters) for joint in joints]
+    losses = np.array([
+        float(loss_from_joint(merged_joint(joint, groups, n_clusters)))
+        for joint, groups in zip(joints, all_groups)
+    ])
+    best = int(np.argmin(losses))
+    return all_groups[best], losses, best
+
+
+def rank_by_size(labels, n_clusters):
+    """New number of each cluster so that clusters are numbered by decreasing size.
+
+    Ties keep their order; used clusters then come first, numbered ``0, 1, ...``.
+    """
+    order = np.argsort(-np.bincount(labels, minlength=n_clusters), kind="stable")
+    return np.argsort(order)

@@ -7,7 +7,12 @@ splits the logits into its cluster heads, so the last layer acts as a set of
 linear heads on a shared trunk.
 """
 
+import copy
+
+import torch
 from torch import nn
+
+from ._checks import check_tensor
 
 
 class MLP(nn.Sequential):
@@ -83,3 +88,44 @@ def default_network(input_shape, n_outputs):
     if isinstance(input_shape, int):
         return MLP(input_shape, n_outputs)
     return ConvNet(input_shape, n_outputs)
+
+
+def build_network(network, input_shape, n_outputs, probe):
+    """The network to train, on ``probe``'s device in eval mode, checked on the ``probe`` rows.
+
+    ``network`` is the estimator's parameter: ``None`` (the default network),
+    a class or factory called as ``network(input_shape, n_outputs)``, or a
+    module instance, which is deep-copied and never trained in place.
+    """
+    if isinstance(network, nn.Module):
+        network = copy.deepcopy(network)
+    else:
+        factory = default_network if network is None else network
+        network = factory(input_shape, n_outputs)
+        if not isinstance(network, nn.Module):
+            raise TypeError(
+                f"network must build a torch.nn.Module; {factory!r} returned "
+                f"{type(network).__name__}."
+            )
+    if not any(p.requires_grad for p in network.parameters()):
+        raise ValueError(f"The network {type(network).__name__} has no trainable parameters.")
+    network = network.to(probe.device).eval()
+    try:
+        with torch.no_grad():
+            out = network(probe)
+    except Exception as exc:
+        raise ValueError(
+            f"The network failed on a batch of shape {tuple(probe.shape)}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[1] != n_outputs:
+        raise ValueError(
+            f"The network must output {n_outputs} logits per sample; it returned "
+            f"shape {tuple(out.shape)}. The logits hold n_subheads heads of "
+            "n_microclusters_ clusters (n_clusters when none are merged), then the "
+            "overclustering heads: a network with n_clusters outputs needs "
+            "n_microclusters=None, n_subheads=1 and overclustering=0."
+        )
+    check_tensor(out, who="The network", shape=(probe.shape[0], n_outputs),
+                 dtype=probe.dtype, device=probe.device)
+    return network

@@ -44,32 +44,67 @@ def nearest_neighbors(X, n_neighbors, generator, transform=None):
         neighbour sets, not on how rounding ordered near ties.
     """
     n_samples = X.shape[0]
-    k = min(n_neighbors, n_samples - 1)
     flat = X.reshape(n_samples, -1)
-    if transform is None:
-        transform = _identity
     candidates = torch.arange(n_samples, device=X.device)
     if n_samples > _MAX_REFERENCE:
         candidates = torch.randperm(n_samples, generator=generator, device=X.device)
         candidates = candidates[:_MAX_REFERENCE].sort().values
-    reference = transform(flat[candidates])
-    if flat.device.type == "cpu":
-        search = NearestNeighbors(n_neighbors=k + 1).fit(reference.numpy())
+
+    def itself(found, start, block):
+        rows = torch.arange(start, start + found.shape[0], device=X.device)
+        return found == rows[:, None]
+
+    k = min(n_neighbors, n_samples - 1)
+    return _search(flat, flat[candidates], candidates, k, transform, itself)
+
+
+@torch.no_grad()
+def neighbors_among(X, reference, n_neighbors, transform=None):
+    """Indices into ``reference`` of the ``n_neighbors`` nearest reference rows of each sample of ``X``.
+
+    As :func:`nearest_neighbors`, with the candidates given: a model pairs
+    new samples with the data it was fitted on. A reference row equal to the
+    sample, found nearest, is taken for the sample itself and skipped, so that
+    scoring the training data pairs it as training did.
+    """
+    flat = X.reshape(X.shape[0], -1)
+    reference = reference.reshape(reference.shape[0], -1)
+
+    def itself(found, start, block):
+        mask = torch.zeros(found.shape, dtype=torch.bool, device=found.device)
+        mask[:, 0] = (reference[found[:, 0]] == block).all(dim=1)
+        return mask
+
+    k = min(n_neighbors, reference.shape[0] - 1)
+    candidates = torch.arange(reference.shape[0], device=X.device)
+    return _search(flat, reference, candidates, k, transform, itself)
+
+
+def _search(queries, reference, candidates, k, transform, itself):
+    """The ``k`` nearest of ``reference`` rows (numbered by ``candidates``) of each query, blockwise.
+
+    One neighbour more is sought, as a query may find itself: where
+    ``itself(found, start, block)`` marks it, it is dropped, else the farthest.
+    """
+    if transform is None:
+        transform = _identity
+    device = queries.device
+    reference_t = transform(reference)
+    if device.type == "cpu":
+        search = NearestNeighbors(n_neighbors=k + 1).fit(reference_t.numpy())
         def find(block):
             return torch.from_numpy(search.kneighbors(block.numpy(), return_distance=False))
     else:
-        squared = (reference * reference).sum(dim=1)
+        squared = (reference_t * reference_t).sum(dim=1)
         def find(block):
-            return _torch_neighbors(block, reference, squared, k + 1)
-    neighbors = torch.empty((n_samples, k), dtype=torch.int32, device=X.device)
-    rows = max(1, _DISTANCE_BLOCK // candidates.shape[0])
-    for start in range(0, n_samples, rows):
-        found = candidates[find(transform(flat[start : start + rows]))]
-        # One extra neighbour was sought, as a sample may find itself among the
-        # candidates: drop the sample itself where found, else the farthest.
-        rank = torch.arange(k + 1, device=X.device).expand_as(found)
-        itself = torch.arange(start, start + found.shape[0], device=X.device)[:, None]
-        rank = torch.where(found == itself, k + 1, rank)
+            return _torch_neighbors(block, reference_t, squared, k + 1)
+    neighbors = torch.empty((queries.shape[0], k), dtype=torch.int32, device=device)
+    rows = max(1, _DISTANCE_BLOCK // reference.shape[0])
+    for start in range(0, queries.shape[0], rows):
+        block = queries[start : start + rows]
+        found = candidates[find(transform(block))]
+        rank = torch.arange(k + 1, device=device).expand_as(found)
+        rank = torch.where(itself(found, start, block), k + 1, rank)
         found = found.gather(1, rank.argsort(dim=1)[:, :k])
         neighbors[start : start + rows] = found.sort(dim=1).values
     return neighbors
@@ -100,18 +135,21 @@ class PairSampler:
     perturbation : callable or None
         ``perturbation(x, generator)``.
     neighbors : torch.Tensor of shape (n_samples, n_neighbors) or None
-        Neighbour indices (any integer type) on the training device.
+        Neighbour indices (any integer type) into ``pool`` on the training device.
     n_repeats : int
     generator : torch.Generator
         Source of all randomness, on the training device.
+    pool : torch.Tensor or None, default=None
+        The samples that ``neighbors`` index; ``X`` itself when None.
     """
 
-    def __init__(self, X, *, perturbation, neighbors, n_repeats, generator):
+    def __init__(self, X, *, perturbation, neighbors, n_repeats, generator, pool=None):
         self.X = X
         self.perturbation = perturbation
         self.neighbors = neighbors
         self.n_repeats = n_repeats
         self.generator = generator
+        self.pool = X if pool is None else pool
 
     @property
     def n_samples(self):
@@ -127,7 +165,7 @@ class PairSampler:
                 self.neighbors.shape[1], indices.shape,
                 generator=self.generator, device=indices.device,
             )
-            partner = self.X[self.neighbors[indices, choice].long()]
+            partner = self.pool[self.neighbors[indices, choice].long()]
         if self.perturbation is not None:
             partner = self.perturbation(partner, self.generator)
         return x, partner

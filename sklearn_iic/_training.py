@@ -1,62 +1,15 @@
-"""Device handling, cluster heads and the training loop."""
+"""Cluster heads and the training loop: minimise the IIC loss of every head.
 
-import contextlib
-import math
+The loop knows nothing of the estimator: it trains any network whose output
+logits are laid out as :class:`Heads` says, on pairs drawn by a
+:class:`~sklearn_iic._pairs.PairSampler`.
+"""
+
 import time
 
 import torch
 
 from ._loss import iic_loss, loss_from_joint, normalize_joint
-
-# Input values per forward pass at prediction time: bounds memory for any
-# n_samples (a 28x28 batch of this size keeps a convnet's activations near
-# 130 MiB).
-_PREDICT_VALUES = 2**20
-
-
-def prediction_batch_size(n_values):
-    """Rows per forward pass when predicting samples of ``n_values`` numbers each."""
-    return min(8192, max(64, _PREDICT_VALUES // n_values))
-
-
-def resolve_device(device):
-    """Turn the ``device`` parameter into a :class:`torch.device`."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device={device!r} is not a valid torch device: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={str(device)!r} was requested but CUDA is not available; "
-            "use device='auto' or 'cpu'."
-        )
-    return device
-
-
-@contextlib.contextmanager
-def torch_threads(n_threads):
-    """Run with ``n_threads`` intra-op threads, restoring the previous number."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-@contextlib.contextmanager
-def local_torch_rng(seed, device):
-    """Seed torch for the block and restore the global RNG state afterwards.
-
-    Modules built and trained inside (weight initialisation, dropout) are then
-    reproducible, and the caller's global torch RNG is neither read nor changed.
-    """
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
 
 
 class Heads:
@@ -75,6 +28,11 @@ class Heads:
         self.n_subheads = n_subheads
 
     @property
+    def main_size(self):
+        """Clusters of each main sub-head (the micro-clusters, when they are merged)."""
+        return self.sizes[0]
+
+    @property
     def n_outputs(self):
         return sum(self.sizes)
 
@@ -84,7 +42,7 @@ class Heads:
 
     def main(self, logits, head):
         """Logits of main sub-head ``head``."""
-        size = self.sizes[0]
+        size = self.main_size
         return logits[:, head * size : (head + 1) * size]
 
 
@@ -95,7 +53,8 @@ def _epoch_batches(n_samples, batch_size, generator):
     return order.tensor_split(n_batches)
 
 
-def _pair_logits(network, x, partner):
+def pair_logits(network, x, partner):
+    """Logits of a batch and of its pairs, in one forward pass (one set of BatchNorm statistics)."""
     logits = network(torch.cat([x, partner]))
     return logits.chunk(2)
 
@@ -168,7 +127,7 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
     if compile:
         forward = torch.compile(network, **(compile if isinstance(compile, dict) else {}))
     n_main = heads.n_subheads
-    monitor = _EpochMonitor(n_epochs, heads.sizes[0]) if verbose else None
+    monitor = _EpochMonitor(n_epochs, heads.main_size) if verbose else None
     network.train()
     loss_curve = []
     try:
@@ -178,7 +137,7 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
             if monitor:
                 monitor.begin_epoch()
             for indices in batches:
-                logits, partner_logits = _pair_logits(forward, *sampler(indices))
+                logits, partner_logits = pair_logits(forward, *sampler(indices))
                 probs = heads.probabilities(logits)
                 partner_probs = heads.probabilities(partner_logits)
                 losses = [iic_loss(p, q, lamb) for p, q in zip(probs, partner_probs)]
@@ -186,6 +145,11 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
                 loss = main_loss
                 if len(losses) > n_main:
                     loss = loss + torch.stack(losses[n_main:]).mean()
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"The IIC loss became non-finite at epoch {epoch + 1}. Try a lower "
+                        "learning_rate, a weaker perturbation, or standardising the input."
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -194,11 +158,6 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
                 if monitor:
                     monitor.update(probs[0].detach(), partner_probs[0].detach())
             epoch_loss = float(epoch_loss) / len(batches)
-            if not math.isfinite(epoch_loss):
-                raise FloatingPointError(
-                    f"The IIC loss became non-finite at epoch {epoch + 1}. Try a lower "
-                    "learning_rate, a weaker perturbation, or standardising the input."
-                )
             loss_curve.append(epoch_loss)
             if monitor:
                 monitor.end_epoch(epoch, epoch_loss)
@@ -207,35 +166,3 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
             monitor.close()
     network.eval()
     return loss_curve
-
-
-@torch.no_grad()
-def pair_joints(network, sampler, heads, batch_size, n_passes=1):
-    """Joint distribution of each main sub-head over ``n_passes`` passes of pairs of all samples.
-
-    The network is evaluated in eval mode; the joints are summed over batches
-    before normalisation, so they describe the whole data set.
-    """
-    network.eval()
-    totals = None
-    order = torch.arange(sampler.n_samples, device=sampler.X.device).repeat(n_passes)
-    for indices in order.split(batch_size):
-        logits, partner_logits = _pair_logits(network, *sampler(indices))
-        probs = heads.probabilities(logits)[: heads.n_subheads]
-        partner_probs = heads.probabilities(partner_logits)[: heads.n_subheads]
-        sums = [p.T @ q for p, q in zip(probs, partner_probs)]
-        totals = sums if totals is None else [t + s for t, s in zip(totals, sums)]
-    return [normalize_joint(t) for t in totals]
-
-
-@torch.no_grad()
-def predict_proba(network, batches, heads, head, merge):
-    """Soft assignments of main sub-head ``head`` merged into clusters, batch by batch.
-
-    ``batches`` yields input tensors on the network's device; ``merge`` is the
-    one-hot (n_microclusters, n_clusters) matrix on that device. Only the merged
-    probabilities are kept, on the CPU, so memory grows with ``n_clusters``
-    columns rather than with the network's full output.
-    """
-    network.eval()
-    return torch.cat([(heads.main(network(x), head).softmax(dim=1) @ merge).cpu() for x in batches])

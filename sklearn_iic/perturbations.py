@@ -26,6 +26,7 @@ __all__ = [
     "RandomAffine",
     "RandomResizedCrop",
     "Transform",
+    "default_perturbation",
 ]
 
 
@@ -260,3 +261,35 @@ class Transform(Perturbation):
 
     def __call__(self, x, generator):
         return self.transform(x)
+
+
+def default_perturbation(*, kind="table"):
+    """The perturbation that :class:`~sklearn_iic.IICClustering` uses with ``perturbation="auto"``.
+
+    Parameters
+    ----------
+    kind : {"table", "image"}, default="table"
+        The kind of data: feature vectors get :class:`GaussianNoise` of a tenth
+        of each feature's spread; images get a random affine map (rotation up
+        to 15 degrees, zoom 0.9-1.1, shift up to a tenth of the side, shear up
+        to 10 degrees), then brightness and contrast jitter and a little noise.
+
+    Returns
+    -------
+    perturbation : Perturbation
+
+    Examples
+    --------
+    >>> from sklearn_iic.perturbations import default_perturbation
+    >>> default_perturbation(kind="table")
+    GaussianNoise(scale=0.1)
+    """
+    if kind == "image":
+        return Compose([
+            RandomAffine(rotation=15, scale=(0.9, 1.1), translation=0.1, shear=10),
+            IntensityJitter(brightness=0.3, contrast=0.3),
+            GaussianNoise(0.05),
+        ])
+    if kind == "table":
+        return GaussianNoise(0.1)
+    raise ValueError(f"kind must be 'table' or 'image'; got {kind!r}.")

@@ -1,6 +1,17 @@
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import load_digits, make_blobs
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    # Test problems are tiny: one thread is as fast, and far faster when other
+    # processes share the cores. Tests of the thread policy set their own.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

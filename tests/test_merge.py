@@ -2,8 +2,22 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 
-from sklearn_iic._merge import merge_clusters
+from sklearn_iic._loss import loss_from_joint, normalize_joint
+from sklearn_iic._merge import (
+    choose_head,
+    merge_clusters,
+    merge_groups,
+    merge_matrix,
+    merged_joint,
+    rank_by_size,
+)
+
+
+def normalized(counts):
+    """A joint as the fit hands it over: symmetrised and summing to one."""
+    return normalize_joint(torch.as_tensor(counts, dtype=torch.float64)).numpy()
 
 
 def mutual_information(joint, groups):
@@ -33,7 +47,7 @@ def test_blocks_merge_into_their_block():
     joint = np.zeros((6, 6))
     for block in ([0, 2, 4], [1, 3, 5]):
         joint[np.ix_(block, block)] = 1.0
-    groups = merge_clusters(joint, 2)
+    groups = merge_clusters(normalized(joint), 2)
     np.testing.assert_array_equal(groups, [0, 1, 0, 1, 0, 1])
     # Two balanced groups that never pair with each other: I = ln 2.
     assert mutual_information(joint / joint.sum(), groups) == pytest.approx(np.log(2))
@@ -47,7 +61,7 @@ def test_a_ring_of_micro_clusters_is_cut_into_arcs():
     for i in range(k):
         for j in (i - 1, i, i + 1):
             joint[i, j % k] = 1.0
-    groups = merge_clusters(joint, 2)
+    groups = merge_clusters(normalized(joint), 2)
     assert np.count_nonzero(groups != np.roll(groups, 1)) == 2
 
 
@@ -58,7 +72,7 @@ def test_matches_brute_force_greedy(seed):
     joint = rng.random((k, k)) ** 4
     joint = joint + joint.T
     n_clusters = int(rng.integers(1, k))
-    groups = merge_clusters(joint, n_clusters)
+    groups = merge_clusters(normalized(joint), n_clusters)
     expected = greedy_by_brute_force(joint / joint.sum(), n_clusters)
     assert len(np.unique(groups)) == n_clusters
     np.testing.assert_array_equal(groups, expected)
@@ -69,3 +83,43 @@ def test_empty_micro_clusters_and_no_merge():
     groups = merge_clusters(joint, 2)
     assert groups[0] != groups[2]
     np.testing.assert_array_equal(merge_clusters(joint, 3), [0, 1, 2])
+
+
+def test_merge_matrix_and_merged_joint():
+    groups = np.array([1, 0, 1, 2])
+    merge = merge_matrix(groups, 3)
+    assert merge.shape == (4, 3) and merge.dtype == torch.float32
+    np.testing.assert_array_equal(merge.sum(0).numpy(), [1, 2, 1])
+    joint = torch.arange(16.0).view(4, 4)
+    joint = normalize_joint(joint)
+    merged = merged_joint(joint, groups, 3)
+    # Entry (a, b) sums the micro-cluster entries of groups a and b.
+    assert merged[1, 1] == pytest.approx(float(joint[[0, 2]][:, [0, 2]].sum()))
+    assert merged[0, 2] == pytest.approx(float(joint[1, 3]))
+    assert float(merged.sum()) == pytest.approx(1.0)
+    # No micro-clusters to merge: every one is its own cluster.
+    np.testing.assert_array_equal(merge_groups(torch.eye(3) / 3, 3), [0, 1, 2])
+
+
+def test_choose_head_keeps_the_most_informative_sub_head():
+    # Sub-head 0 pairs micro-clusters within two blocks (ln 2 of information
+    # once merged); sub-head 1 pairs every micro-cluster with every other.
+    blocks = np.zeros((4, 4))
+    blocks[np.ix_([0, 1], [0, 1])] = blocks[np.ix_([2, 3], [2, 3])] = 1
+    joints = [torch.as_tensor(normalized(blocks)), torch.full((4, 4), 1 / 16)]
+    groups, losses, best = choose_head(joints, 2)
+    assert best == 0
+    assert groups[0] == groups[1] != groups[2] == groups[3]
+    assert losses[0] == pytest.approx(-np.log(2), abs=1e-6)
+    assert losses[1] == pytest.approx(0.0, abs=1e-6)
+    assert losses[0] == pytest.approx(
+        float(loss_from_joint(merged_joint(joints[0], groups, 2))), abs=1e-7
+    )
+
+
+def test_rank_by_size_numbers_clusters_largest_first():
+    labels = np.array([2, 2, 2, 0, 1, 1, 3, 3, 3, 3])
+    rank = rank_by_size(labels, 5)
+    np.testing.assert_array_equal(rank[labels], [1, 1, 1, 3, 2, 2, 0, 0, 0, 0])
+    # The empty cluster 4 comes last.
+    assert rank[4] == 4

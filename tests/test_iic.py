@@ -16,8 +16,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
-from sklearn_iic import MLP, IICClustering
-from sklearn_iic._metric import Whitening
+from sklearn_iic import MLP, IICClustering, Whitening
 from sklearn_iic.metrics import clustering_accuracy
 from sklearn_iic.perturbations import GaussianNoise
 
@@ -256,14 +255,21 @@ def test_compile_trains_through_torch_compile(blobs):
     pickle.loads(pickle.dumps(compiled))
 
 
-def test_non_finite_loss_stops_with_advice(blobs):
+def test_non_finite_loss_stops_at_once_with_advice(blobs):
     X, _ = blobs
+    calls = []
 
-    def broken(x, generator):
-        return x * float("nan")
+    def breaks_at_third_step(x, generator):
+        calls.append(len(x))
+        # The first call is the check on a few rows before training.
+        return x * float("nan") if len(calls) == 4 else x
 
-    with pytest.raises(FloatingPointError, match="non-finite at epoch 1.*learning_rate"):
-        IICClustering(n_clusters=3, perturbation=broken, pairs="perturbation", **FAST).fit(X)
+    with pytest.raises(FloatingPointError, match="non-finite at epoch 3.*learning_rate"):
+        IICClustering(
+            n_clusters=3, perturbation=breaks_at_third_step, pairs="perturbation", **FAST
+        ).fit(X)
+    # One batch per epoch: the fit stopped at the step that failed.
+    assert calls == [3, 120, 120, 120]
 
 
 # -- images --------------------------------------------------------------------
@@ -439,16 +445,8 @@ def test_verbose_progress_bar(blobs, capsys):
     assert "IICClustering" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 96, 96), (1, 20, 12)])
-def test_default_convnet_is_sized_from_the_image(shape):
-    from sklearn_iic import ConvNet
-
-    net = ConvNet(shape, 7).eval()
-    assert net(torch.zeros(2, *shape)).shape == (2, 7)
-
-
 def test_prediction_in_batches_matches_row_subsets(blobs):
-    from sklearn_iic._training import prediction_batch_size
+    from sklearn_iic._inference import prediction_batch_size
 
     X, _ = blobs
     model = IICClustering(n_clusters=3, **FAST).fit(X)
@@ -456,3 +454,35 @@ def test_prediction_in_batches_matches_row_subsets(blobs):
     proba = model.predict_proba(big)
     np.testing.assert_allclose(proba[-500:], model.predict_proba(big[-500:]), rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(model.predict(big), proba.argmax(1))
+
+
+# -- fitted state --------------------------------------------------------------
+
+
+def test_fitted_state_alone_drives_predict_and_score(blobs):
+    X, _ = blobs
+    model = IICClustering(n_clusters=3, **FAST).fit(X)
+    proba, labels, score = model.predict_proba(X), model.predict(X), model.score(X)
+    model.set_params(
+        n_clusters=4, network=TinyNet, perturbation=None, pairs="perturbation", n_neighbors=2,
+        whiten=False, image_shape=(2, 2), n_microclusters=None, overclustering=2,
+        n_subheads=1, n_repeats=3, lamb=1.0, batch_size=7, n_epochs=1, device="cpu",
+        random_state=5,
+    )
+    np.testing.assert_array_equal(model.predict_proba(X), proba)
+    np.testing.assert_array_equal(model.predict(X), labels)
+    assert model.score(X) == score
+
+
+def test_score_does_not_depend_on_how_many_samples_are_scored():
+    from sklearn.datasets import load_wine
+
+    X = StandardScaler().fit_transform(load_wine(return_X_y=True)[0])
+    model = IICClustering(n_clusters=3, random_state=0).fit(X)
+    full = model.score(X)
+    rng = np.random.default_rng(0)
+    for n, band in [(30, 0.12), (59, 0.07), (120, 0.06)]:
+        scores = np.array([model.score(X[rng.choice(len(X), n, replace=False)]) for _ in range(5)])
+        # Subsets scatter around the score of all rows; they are not biased low.
+        assert np.abs(scores - full).max() < band, (n, scores, full)
+        assert abs(scores.mean() - full) < 0.05, (n, scores, full)

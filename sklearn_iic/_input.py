@@ -1,0 +1,98 @@
+"""Input data: validation, the shape of one sample, and conversion to tensors on the training device."""
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.utils.validation import validate_data
+
+_FLOAT32 = np.finfo(np.float32)
+# Rows checked at a time for values that float32 cannot hold (bounds the
+# temporary of |X| at 64 MiB of float64 for 128 features).
+_RANGE_CHECK_ROWS = 2**16
+
+
+def validate_input(estimator, X, *, reset):
+    """Validate ``X`` as scikit-learn does; return it as 2-D rows and the array's shape per sample.
+
+    Arrays of 3 or 4 dimensions are images ``(n, height, width)`` or
+    ``(n, channels, height, width)``; the returned shape per sample is then
+    ``(channels, height, width)``, else ``None``.
+    """
+    array_shape = None
+    if not sp.issparse(X) and not hasattr(X, "iloc"):
+        X = np.asarray(X)
+        if X.ndim in (3, 4):
+            array_shape = X.shape[1:] if X.ndim == 4 else (1,) + X.shape[1:]
+            X = X.reshape(X.shape[0], -1)
+        elif X.ndim > 4:
+            raise ValueError(
+                "Expected 2-D features or images of shape (n, height, width) or "
+                f"(n, channels, height, width); got an array with {X.ndim} dimensions."
+            )
+    X = validate_data(estimator, X, reset=reset, dtype=[np.float32, np.float64])
+    _check_float32_range(X)
+    return X, array_shape
+
+
+def _check_float32_range(X):
+    """The network computes in float32: refuse values it would turn into inf or zero."""
+    if X.dtype == np.float32:
+        return
+    for start in range(0, X.shape[0], _RANGE_CHECK_ROWS):
+        magnitude = np.abs(X[start : start + _RANGE_CHECK_ROWS])
+        if magnitude.size and magnitude.max() > _FLOAT32.max:
+            raise ValueError(
+                f"X has values of magnitude up to {magnitude.max():.3g}, beyond float32's "
+                f"range ({_FLOAT32.max:.3g}), in which the network computes; rescale X, "
+                "for instance with StandardScaler."
+            )
+        tiny = (magnitude > 0) & (magnitude < _FLOAT32.tiny)
+        if tiny.any():
+            raise ValueError(
+                f"X has nonzero values as small as {magnitude[tiny].min():.3g}, below "
+                f"float32's smallest normal number ({_FLOAT32.tiny:.3g}), in which the "
+                "network computes; rescale X, for instance with StandardScaler."
+            )
+
+
+def resolve_input_shape(image_shape, array_shape, n_features):
+    """Shape of one sample: ``n_features``, or ``(channels, height, width)`` for images."""
+    if image_shape is None:
+        return array_shape if array_shape is not None else n_features
+    shape = tuple(image_shape)
+    if len(shape) == 2:
+        shape = (1,) + shape
+    if len(shape) != 3 or int(np.prod(shape)) != n_features:
+        raise ValueError(f"image_shape={image_shape} does not match the {n_features} features of X.")
+    if array_shape is not None and array_shape != shape:
+        raise ValueError(f"image_shape={image_shape} does not match images of shape {array_shape}.")
+    return shape
+
+
+def check_input_shape(array_shape, fitted_shape, name):
+    """Images given to a fitted model must have the shape it was fitted on."""
+    if array_shape is not None and array_shape != fitted_shape:
+        raise ValueError(
+            f"X holds images of shape {array_shape}, but {name} was fitted on input "
+            f"of shape {fitted_shape}."
+        )
+
+
+def as_tensor(X, input_shape, device):
+    """Rows of ``X`` as a float32 tensor of samples shaped ``input_shape``, on ``device``.
+
+    Shares memory with C-ordered or strided float32 data on the CPU: fitting
+    does not copy X (it is only read). Read-only arrays, such as joblib's
+    memmaps, are shared too, hence torch's warning about them is silenced.
+    Arrays with negative strides (``X[::-1]``) are copied, as torch cannot
+    view them.
+    """
+    if any(stride < 0 for stride in X.strides):
+        X = np.ascontiguousarray(X)
+    shape = (input_shape,) if isinstance(input_shape, int) else input_shape
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        tensor = torch.as_tensor(X, dtype=torch.float32, device=device)
+    return tensor.reshape(-1, *shape)

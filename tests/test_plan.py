@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+
+from sklearn_iic import IICClustering
+from sklearn_iic._plan import joint_passes, make_plan
+from sklearn_iic.perturbations import Compose, GaussianNoise, RandomAffine
+
+
+def plan(n_samples=1000, input_shape=4, **params):
+    return make_plan(IICClustering(**params).get_params(), input_shape, n_samples)
+
+
+def test_auto_settings_for_feature_vectors():
+    p = plan(n_clusters=3, random_state=0)
+    assert p.kind == "table" and p.whiten and p.pairs == "both" and p.uses_neighbors
+    assert p.perturbation == GaussianNoise(0.1)
+    # max(50, 5 * n_clusters) micro-clusters in each of 5 sub-heads.
+    assert p.heads.main_size == 50 and p.heads.n_outputs == 250
+    # About 800 optimiser steps: 4 batches of 256 per epoch.
+    assert p.n_epochs == 200 // 1 // 2 and p.batch_size == 256
+    assert p.joint_passes == joint_passes(1000, 50) == 50
+    assert p.seed == plan(n_clusters=3, random_state=0).seed
+    assert p.device == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_auto_settings_for_images():
+    p = plan(n_clusters=10, input_shape=(1, 8, 8))
+    assert p.kind == "image" and not p.whiten
+    assert p.heads.main_size == 10
+    assert isinstance(p.perturbation, Compose)
+    assert isinstance(p.perturbation.perturbations[0], RandomAffine)
+
+
+@pytest.mark.parametrize(
+    "n_samples, expected", [(100, 100), (2_000, 100), (5_000, 40), (20_000, 11), (50_000, 10), (10**6, 10)]
+)
+def test_auto_epochs(n_samples, expected):
+    assert plan(n_samples=n_samples).n_epochs == expected
+
+
+def test_small_data_caps():
+    p = plan(n_samples=30, n_clusters=3, n_neighbors=50)
+    assert p.heads.main_size == 30 and p.batch_size == 30 and p.n_neighbors == 29
+    assert p.eval_batch_size == 256
+
+
+def test_joint_passes():
+    assert joint_passes(10**6, 50) == 1
+    assert joint_passes(5_000, 50) == 10
+    assert joint_passes(100, 50) == 50  # capped
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        (dict(n_clusters=True), TypeError, "n_clusters must be an int, got True"),
+        (dict(n_subheads=False), TypeError, "n_subheads must be an int"),
+        (dict(n_clusters=3, n_microclusters=2), ValueError, "must be at least n_clusters=3"),
+        (dict(n_microclusters=100_000), ValueError, "exceeds n_samples=1000"),
+        (dict(overclustering=1e9), ValueError, "more than n_samples=1000"),
+        (dict(perturbation=[1, 2]), TypeError, "sequence of callables"),
+        (dict(perturbation=None, pairs="perturbation"), ValueError, "nothing to pair"),
+        (dict(whiten=True), ValueError, "whiten=True applies to feature vectors"),
+        (dict(device="cuda:7" if not torch.cuda.is_available() else "gpu"), ValueError, "device"),
+    ],
+)
+def test_bad_settings_fail_in_the_plan(params, error, match):
+    shape = (1, 2, 2) if "whiten" in params else 4
+    with pytest.raises(error, match=match):
+        plan(input_shape=shape, **params)
+
+
+def test_joint_memory_is_bounded_before_anything_runs():
+    with pytest.raises(ValueError, match="pair joint"):
+        plan(n_samples=10**6, n_microclusters=20_000)
+
+
+def test_neighbour_pairs_need_no_perturbation():
+    assert plan(pairs="neighbors").perturbation is None
+    assert plan(pairs="both", perturbation=None).perturbation is None
+
+
+def test_bad_perturbation_fails_fast_on_large_data():
+    X = np.random.default_rng(0).normal(size=(200_000, 50)).astype(np.float32)
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(TypeError, match="sequence of callables"):
+        IICClustering(perturbation=[1, 2]).fit(X)
+    # Validation and planning only: no whitening, no neighbour search.
+    assert time.perf_counter() - start < 5
