@@ -7,8 +7,10 @@ perturbations (small rotations, shifts, intensity changes) teach it what a
 digit is invariant to.
 
 Run: python examples/demo_digits.py
+(CI runs it with SKLEARN_IIC_EXAMPLES_FAST=1: a few epochs, to check that it runs.)
 """
 
+import os
 import time
 
 from sklearn.cluster import KMeans
@@ -21,10 +23,14 @@ from sklearn_iic.metrics import clustering_accuracy
 X, y = load_digits(return_X_y=True)
 X = X / 16  # pixel intensities in [0, 1]
 
+n_epochs = 3 if os.environ.get("SKLEARN_IIC_EXAMPLES_FAST") == "1" else "auto"
 runs = {
     "KMeans(n_init=10)": (KMeans(n_clusters=10, n_init=10, random_state=0), X),
-    "IIC, 64 features": (IICClustering(n_clusters=10, random_state=0), X),
-    "IIC, 8x8 images": (IICClustering(n_clusters=10, random_state=0), X.reshape(-1, 8, 8)),
+    "IIC, 64 features": (IICClustering(n_clusters=10, n_epochs=n_epochs, random_state=0), X),
+    "IIC, 8x8 images": (
+        IICClustering(n_clusters=10, n_epochs=n_epochs, random_state=0),
+        X.reshape(-1, 8, 8),
+    ),
 }
 print(f"digits: {X.shape[0]} samples x {X.shape[1]} features, 10 classes\n")
 print(f"{'method':<20} {'ACC':>6} {'NMI':>6} {'ARI':>6} {'fit (s)':>8}")

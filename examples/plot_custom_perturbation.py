@@ -97,7 +97,7 @@ generator = torch.Generator().manual_seed(0)
 batch = torch.tensor(X[:4])
 fig, axes = plt.subplots(2, 2, figsize=(9, 5), sharex=True)
 for ax, i in zip(axes.ravel(), range(len(batch))):
-    for k in range(3):
+    for _ in range(3):
         ax.plot(shift_scale_noise(batch, generator)[i], lw=1, alpha=0.8)
     ax.plot(batch[i], color="black", lw=2)
     ax.set_title(f"class {y[i]}")

@@ -25,8 +25,8 @@ import torch
 from sklearn.datasets import load_digits
 
 from sklearn_iic import IICClustering
-from sklearn_iic._iic import default_perturbation
 from sklearn_iic.metrics import clustering_accuracy
+from sklearn_iic.perturbations import default_perturbation
 
 FAST = os.environ.get("SKLEARN_IIC_EXAMPLES_FAST") == "1"
 n_epochs = 20 if FAST else 100
@@ -44,7 +44,7 @@ print(images.shape)
 # width)``; all its randomness comes from the :class:`torch.Generator`, so the
 # same seed gives the same perturbed images. Each call draws new parameters
 # for every image.
-g = default_perturbation(True)
+g = default_perturbation(kind="image")
 print(g)
 
 generator = torch.Generator().manual_seed(0)

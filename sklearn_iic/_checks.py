@@ -1,4 +1,4 @@
-"""Checks of what user callables (perturbations, networks) return, made once on a few rows before training."""
+"""Checks of what user callables (perturbations, networks) return, tried on a few rows first."""
 
 import inspect
 

@@ -5,7 +5,6 @@ import copy
 from collections import OrderedDict
 from numbers import Integral, Real
 
-import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -124,8 +123,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
         wide data). Neighbour pairs are sought, and the network is fed, in
         those coordinates; the perturbation still acts on the data as given.
         Directions along which clusters are stretched then stop dominating
-        the neighbourhoods (see the user guide). ``"auto"`` whitens feature vectors and leaves images
-        as they are, for the convnet; ``True`` on images raises an error.
+        the neighbourhoods (see the user guide). ``"auto"`` whitens feature vectors and leaves
+        images        as they are, for the convnet; ``True`` on images raises an error.
 
     image_shape : tuple of int or None, default=None
         ``(height, width)`` or ``(channels, height, width)`` of images given
@@ -517,7 +516,8 @@ def _pair_reference(X, plan):
     Every row up to the cap, else a random subset (seeded from the fit's
     seed, apart from the training streams).
     """
-    rows = min(_REFERENCE_ROWS, max(10 * (plan.n_neighbors + 1), _REFERENCE_VALUES // plan.n_features))
+    rows = max(10 * (plan.n_neighbors + 1), _REFERENCE_VALUES // plan.n_features)
+    rows = min(_REFERENCE_ROWS, rows)
     if X.shape[0] <= rows:
         return X.cpu().clone()
     generator = torch.Generator().manual_seed(plan.seed)

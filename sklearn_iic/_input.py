@@ -1,4 +1,4 @@
-"""Input data: validation, the shape of one sample, and conversion to tensors on the training device."""
+"""Input data: validation, the shape of one sample, and conversion to tensors on a device."""
 
 import warnings
 
@@ -65,7 +65,9 @@ def resolve_input_shape(image_shape, array_shape, n_features):
     if len(shape) == 2:
         shape = (1,) + shape
     if len(shape) != 3 or int(np.prod(shape)) != n_features:
-        raise ValueError(f"image_shape={image_shape} does not match the {n_features} features of X.")
+        raise ValueError(
+            f"image_shape={image_shape} does not match the {n_features} features of X."
+        )
     if array_shape is not None and array_shape != shape:
         raise ValueError(f"image_shape={image_shape} does not match images of shape {array_shape}.")
     return shape

@@ -2,8 +2,6 @@
 
 import sys
 
-import torch
-
 # Reference value (xu-ji/IIC): clamp probabilities at machine epsilon before log.
 _EPS = sys.float_info.epsilon
 

@@ -100,7 +100,7 @@ def merge_clusters(joint, n_clusters):
 
 
 def merge_groups(joint, n_clusters):
-    """Cluster of each micro-cluster of a sub-head: merged, or itself when there are none to merge."""
+    """Cluster of each micro-cluster of a sub-head (itself when there are none to merge)."""
     if joint.shape[0] == n_clusters:
         return np.arange(n_clusters)
     return merge_clusters(joint.cpu().numpy(), n_clusters)

@@ -60,7 +60,7 @@ def nearest_neighbors(X, n_neighbors, generator, transform=None):
 
 @torch.no_grad()
 def neighbors_among(X, reference, n_neighbors, transform=None):
-    """Indices into ``reference`` of the ``n_neighbors`` nearest reference rows of each sample of ``X``.
+    """Indices of the ``n_neighbors`` nearest ``reference`` rows of each sample of ``X``.
 
     As :func:`nearest_neighbors`, with the candidates given: a model pairs
     new samples with the data it was fitted on. A reference row equal to the
@@ -81,7 +81,7 @@ def neighbors_among(X, reference, n_neighbors, transform=None):
 
 
 def _search(queries, reference, candidates, k, transform, itself):
-    """The ``k`` nearest of ``reference`` rows (numbered by ``candidates``) of each query, blockwise.
+    """The ``k`` nearest ``reference`` rows (numbered by ``candidates``) of each query.
 
     One neighbour more is sought, as a query may find itself: where
     ``itself(found, start, block)`` marks it, it is dropped, else the farthest.

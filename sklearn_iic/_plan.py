@@ -56,7 +56,7 @@ _INTEGER_PARAMETERS = (
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """Every setting of one fit, resolved: what ``fit`` runs and what ``predict`` and ``score`` read.
+    """Every setting of one fit, resolved: what ``fit`` runs, ``predict`` and ``score`` read.
 
     ``input_shape`` is ``n_features`` (an int) for feature vectors and
     ``(channels, height, width)`` for images. ``pairs`` is ``"perturbation"``,
@@ -105,7 +105,7 @@ class Plan:
 
 
 def input_kind(input_shape):
-    """``"table"`` for an int shape (feature vectors), ``"image"`` for ``(channels, height, width)``."""
+    """``"table"`` for an int shape (feature vectors), ``"image"`` for a 3-tuple."""
     return "table" if isinstance(input_shape, int) else "image"
 
 

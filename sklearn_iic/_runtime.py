@@ -24,7 +24,7 @@ def resolve_device(device):
 
 
 def available_or_cpu(device):
-    """``device`` if this machine has it, else the CPU: a model fitted on a GPU predicts anywhere."""
+    """``device`` if this machine has it, else the CPU: a model fitted on a GPU runs anywhere."""
     if device.type == "cuda" and not torch.cuda.is_available():
         return torch.device("cpu")
     return device

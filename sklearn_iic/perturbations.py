@@ -77,8 +77,9 @@ class Compose(Perturbation):
     Examples
     --------
     >>> from sklearn_iic.perturbations import Compose, GaussianNoise, RandomAffine
-    >>> Compose([RandomAffine(rotation=10), GaussianNoise(0.05)])
-    Compose(perturbations=(RandomAffine(rotation=10, scale=(0.9, 1.1), translation=0.1, shear=0), GaussianNoise(scale=0.05)))
+    >>> g = Compose([RandomAffine(rotation=10), GaussianNoise(0.05)])
+    >>> g.perturbations[1]
+    GaussianNoise(scale=0.05)
     """
 
     def __init__(self, perturbations):

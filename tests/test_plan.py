@@ -33,7 +33,8 @@ def test_auto_settings_for_images():
 
 
 @pytest.mark.parametrize(
-    "n_samples, expected", [(100, 100), (2_000, 100), (5_000, 40), (20_000, 11), (50_000, 10), (10**6, 10)]
+    "n_samples, expected",
+    [(100, 100), (2_000, 100), (5_000, 40), (20_000, 11), (50_000, 10), (10**6, 10)],
 )
 def test_auto_epochs(n_samples, expected):
     assert plan(n_samples=n_samples).n_epochs == expected
