@@ -2,11 +2,14 @@
 
 import contextlib
 import copy
+import warnings
 from collections import OrderedDict
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
@@ -20,8 +23,8 @@ from ._merge import choose_head, merge_matrix, merged_joint, rank_by_size
 from ._metric import local_whitening
 from ._networks import build_network
 from ._pairs import PairSampler, nearest_neighbors, neighbors_among
-from ._plan import make_plan
-from ._runtime import available_or_cpu, local_torch_rng, torch_threads
+from ._plan import make_plan, step_work
+from ._runtime import available_or_cpu, inference_threads, runtime
 from ._training import train
 
 # Rows on which the network and the perturbation are tried before training:
@@ -165,9 +168,22 @@ class IICClustering(ClusterMixin, BaseEstimator):
         is a batch statistic, so keep it well above ``n_clusters``.
 
     n_epochs : int or "auto", default="auto"
-        Passes over the data. ``"auto"`` gives about 800 optimiser steps,
-        within 10 to 100 epochs: 100 epochs for up to about 2,000 samples,
-        40 for 5,000, 10 from 20,000 on (with ``batch_size=256``).
+        Most passes over the data. ``"auto"`` gives about 800 optimiser
+        steps, within 10 to 100 epochs: 100 epochs for up to about 2,000
+        samples, 40 for 5,000, 10 from 20,000 on (with ``batch_size=256``).
+        Training stops earlier once converged (``tol``).
+
+    tol : float or None, default=1e-3
+        Tolerance of the convergence test: training stops once the epoch's
+        mean loss has not fallen below its best by at least ``tol`` for
+        ``n_iter_no_change`` epochs in a row. ``None`` always runs
+        ``n_epochs``. A :class:`~sklearn.exceptions.ConvergenceWarning` says
+        when the epochs ran out first.
+
+    n_iter_no_change : int, default=20
+        Epochs without improvement by ``tol`` after which training stops.
+        With 10, one iris seed in three stopped at epoch 79 with ARI 0.76
+        instead of 0.92 after 100 epochs; 20 kept all three.
 
     learning_rate : float, default=1e-3
         Adam's learning rate.
@@ -188,7 +204,9 @@ class IICClustering(ClusterMixin, BaseEstimator):
         never reads or changes the global numpy or torch random state.
 
     verbose : int, default=0
-        Print the loss after each epoch when positive.
+        When positive, print a line per epoch: the loss, the mutual
+        information of the epoch's pairs and the cluster sizes (explained in
+        a first line), with a progress bar on terminals (tqdm).
 
     Attributes
     ----------
@@ -219,7 +237,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         Mean main-head loss of each epoch.
 
     n_iter_ : int
-        Number of epochs run.
+        Number of epochs run (fewer than ``n_epochs`` when converged).
 
     n_features_in_ : int
         Number of features seen during fit (pixels times channels for images).
@@ -270,6 +288,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
         "lamb": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "n_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "tol": [Interval(Real, 0, None, closed="left"), None],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "device": [str, torch.device],
         "compile": ["boolean", dict],
@@ -294,6 +314,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
         lamb=1.5,
         batch_size=256,
         n_epochs="auto",
+        tol=1e-3,
+        n_iter_no_change=20,
         learning_rate=1e-3,
         device="auto",
         compile=False,
@@ -314,6 +336,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
         self.lamb = lamb
         self.batch_size = batch_size
         self.n_epochs = n_epochs
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
         self.learning_rate = learning_rate
         self.device = device
         self.compile = compile
@@ -343,7 +367,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
                 input_shape = resolve_input_shape(self.image_shape, array_shape, X.shape[1])
             with _phase("fit.plan"):
                 plan = make_plan(self.get_params(deep=False), input_shape, X.shape[0])
-            with torch_threads(plan.n_threads), local_torch_rng(plan.seed, plan.device):
+            with runtime(plan.n_threads, seed=plan.seed, device=plan.device):
                 X_tensor = as_tensor(X, input_shape, plan.device)
                 with _phase("fit.network"):
                     probe = X_tensor[:_PROBE_ROWS]
@@ -367,11 +391,12 @@ class IICClustering(ClusterMixin, BaseEstimator):
                     n_repeats=plan.n_repeats, generator=generator,
                 )
                 with _phase("fit.train"):
-                    loss_curve = train(
+                    loss_curve, converged = train(
                         network, sampler, plan.heads,
                         batch_size=plan.batch_size, n_epochs=plan.n_epochs,
-                        learning_rate=plan.learning_rate, lamb=plan.lamb,
-                        generator=generator, verbose=plan.verbose, compile=plan.compile,
+                        learning_rate=plan.learning_rate, lamb=plan.lamb, generator=generator,
+                        tol=plan.tol, n_iter_no_change=plan.n_iter_no_change,
+                        verbose=plan.verbose, compile=plan.compile,
                     )
                 with _phase("fit.joints"):
                     joints = pair_joints(
@@ -397,6 +422,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
             self.n_microclusters_ = plan.heads.main_size
             self.merge_map_ = rank[groups]
             self.labels_ = rank[labels]
+        _warn_if_unfinished(plan, converged, self.labels_)
         return self
 
     def predict_proba(self, X):
@@ -422,7 +448,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
             for start in range(0, X.shape[0], rows)
         )
         merge = merge_matrix(self.merge_map_, plan.n_clusters, device)
-        with _phase("predict"):
+        work = step_work(plan.input_shape, X.shape[0], plan.heads.n_outputs)
+        with runtime(inference_threads(work)), _phase("predict"):
             proba = merged_probabilities(
                 self._network_on(device), batches, plan.heads, self.best_head_, merge
             )
@@ -476,7 +503,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         plan = self._plan
         device = available_or_cpu(plan.device)
         network = self._network_on(device)
-        with local_torch_rng(plan.seed, device), _phase("score"):
+        with runtime(plan.n_threads, seed=plan.seed, device=device), _phase("score"):
             X_tensor = as_tensor(X, plan.input_shape, device)
             generator = torch.Generator(device=device).manual_seed(plan.seed)
             neighbors = pool = None
@@ -508,6 +535,27 @@ class IICClustering(ClusterMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _warn_if_unfinished(plan, converged, labels):
+    """Warn when the epochs ran out before convergence, or when clusters were left empty."""
+    if not converged and plan.tol is not None:
+        warnings.warn(
+            f"IICClustering stopped after n_epochs={plan.n_epochs} epochs before the loss "
+            f"stopped improving by tol={plan.tol}; raise n_epochs, or tol (None never "
+            "checks).",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+    used = len(np.unique(labels))
+    if used < plan.n_clusters:
+        warnings.warn(
+            f"IICClustering labelled the data with {used} of n_clusters={plan.n_clusters} "
+            "clusters. Try more epochs (n_epochs), a lower learning_rate, fewer clusters, "
+            "or check that the samples differ in more than the perturbation changes.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _pair_reference(X, plan):

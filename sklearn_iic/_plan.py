@@ -12,15 +12,9 @@ import dataclasses
 import numpy as np
 import torch
 
-from ._runtime import resolve_device, seed_from
+from ._runtime import resolve_device, seed_from, training_threads
 from ._training import Heads
 from .perturbations import Compose, default_perturbation
-
-# Work per training step that pays for one torch thread. Small steps lose more
-# to thread synchronisation than they gain (2-core machine: a 50-sample fit is
-# 20x slower with 2 threads than with 1), and far more when other processes
-# compete for the cores.
-_WORK_PER_THREAD = 1e7
 
 # n_microclusters="auto": at least this many micro-clusters, and at least
 # _MICRO_PER_CLUSTER per cluster. Fewer (20, 30) left circles split into wedges
@@ -50,7 +44,7 @@ _MAX_JOINT_ENTRIES = 2**26
 # Parameters that take integers, where a bool (an int to Python) is a mistake.
 _INTEGER_PARAMETERS = (
     "n_clusters", "n_neighbors", "n_microclusters", "n_subheads", "n_repeats",
-    "batch_size", "n_epochs",
+    "batch_size", "n_epochs", "n_iter_no_change",
 )
 
 
@@ -82,6 +76,8 @@ class Plan:
     n_epochs: int
     learning_rate: float
     n_threads: int
+    tol: object
+    n_iter_no_change: int
     joint_passes: int
     compile: object
     verbose: int
@@ -159,7 +155,11 @@ def make_plan(params, input_shape, n_samples):
         eval_batch_size=params["batch_size"],
         n_epochs=_n_epochs(params["n_epochs"], n_samples, params["batch_size"]),
         learning_rate=params["learning_rate"],
-        n_threads=_n_threads(input_shape, batch_size * params["n_repeats"], heads.n_outputs),
+        n_threads=training_threads(
+            step_work(input_shape, batch_size * params["n_repeats"], heads.n_outputs)
+        ),
+        tol=params["tol"],
+        n_iter_no_change=params["n_iter_no_change"],
         joint_passes=joint_passes(n_samples, heads.main_size),
         compile=params["compile"],
         verbose=params["verbose"],
@@ -242,13 +242,14 @@ def _n_epochs(n_epochs, n_samples, batch_size):
     return int(np.clip(-(-_AUTO_STEPS // n_batches), _MIN_AUTO_EPOCHS, _MAX_AUTO_EPOCHS))
 
 
-def _n_threads(input_shape, rows, n_outputs):
-    # Rough multiply-adds of a step's first layers: an MLP's 256-wide
-    # layer, or a convnet's 32-channel 3x3 convolution per pixel.
+def step_work(input_shape, rows, n_outputs):
+    """Rough multiply-adds of a forward pass of ``rows`` samples through the first layers.
+
+    An MLP's 256-wide layers, or a convnet's 32-channel 3x3 convolution per
+    pixel: a measure of the work of a step, to choose threads by.
+    """
     n_features = int(np.prod(input_shape))
     if input_kind(input_shape) == "table":
-        work = rows * (n_features + n_outputs) * 256
-    else:
-        work = rows * n_features * 32 * 9
-    return int(np.clip(work // _WORK_PER_THREAD, 1, torch.get_num_threads()))
+        return rows * (n_features + n_outputs) * 256
+    return rows * n_features * 32 * 9
 

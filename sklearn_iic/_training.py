@@ -5,6 +5,8 @@ logits are laid out as :class:`Heads` says, on pairs drawn by a
 :class:`~sklearn_iic._pairs.PairSampler`.
 """
 
+import math
+import sys
 import time
 
 import torch
@@ -67,20 +69,36 @@ class _EpochMonitor:
     """Per-epoch report for ``verbose``: loss, mutual information and cluster sizes.
 
     Tracks the first main sub-head, its cluster sizes largest first (the
-    largest ten, and how many are used, for micro-clusters); a tqdm progress
-    bar is shown when tqdm is installed.
+    largest ten, and how many are used, for micro-clusters). On a terminal a
+    tqdm progress bar (when tqdm is installed) shows the figures and each
+    epoch's line is written above it; into a file or a captured log only the
+    lines go, so that bar updates never run into them.
     """
 
-    def __init__(self, n_epochs, n_clusters):
+    def __init__(self, n_epochs, n_clusters, lamb):
         self.n_epochs = n_epochs
         self.n_clusters = n_clusters
         self.start = time.perf_counter()
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            self.bar = None
+        self.bar = None
+        if sys.stderr is not None and sys.stderr.isatty():
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                pass
+            else:
+                self.bar = tqdm(total=n_epochs, desc="IICClustering", unit="epoch", leave=False)
+        self._write(
+            f"[IICClustering] loss: the IIC loss minimised (lamb={lamb}), mean of the epoch's "
+            "steps; MI: mutual information I(z; z') of the epoch's pairs, in nats, at most "
+            f"ln {n_clusters} = {math.log(n_clusters):.3f}; sizes: clusters of the first "
+            "sub-head, largest first."
+        )
+
+    def _write(self, line):
+        if self.bar is None:
+            print(line, flush=True)
         else:
-            self.bar = tqdm(total=n_epochs, desc="IICClustering", unit="epoch", leave=False)
+            self.bar.write(line)
 
     def begin_epoch(self):
         self.joint = 0.0
@@ -96,40 +114,68 @@ class _EpochMonitor:
         sizes = " ".join(str(n) for n in counts[:_SIZES_SHOWN])
         if len(counts) > _SIZES_SHOWN:
             sizes += f" ...; {sum(n > 0 for n in counts)} of {len(counts)} used"
-        line = (
+        self._write(
             f"[IICClustering] epoch {epoch + 1:4d}/{self.n_epochs}  loss {loss:+.4f}  "
             f"MI {information:.4f}  sizes [{sizes}]  ({time.perf_counter() - self.start:.1f}s)"
         )
-        if self.bar is None:
-            print(line, flush=True)
-        else:
+        if self.bar is not None:
             self.bar.update()
             self.bar.set_postfix(loss=f"{loss:+.4f}", MI=f"{information:.4f}")
-            self.bar.write(line)
+
+    def end(self, message):
+        self._write(f"[IICClustering] {message}")
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
 
 
+class _Convergence:
+    """Stop once the epoch loss has not improved on its best by ``tol`` for ``patience`` epochs.
+
+    As scikit-learn's MLP and SGD estimators do with ``tol`` and
+    ``n_iter_no_change``; ``tol=None`` never stops early.
+    """
+
+    def __init__(self, tol, patience):
+        self.tol, self.patience = tol, patience
+        self.best, self.stale = math.inf, 0
+
+    def converged(self, loss):
+        if self.tol is None:
+            return False
+        self.stale = self.stale + 1 if loss > self.best - self.tol else 0
+        self.best = min(self.best, loss)
+        return self.stale >= self.patience
+
+
 def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
-          generator, verbose=0, compile=False):
+          generator, tol=None, n_iter_no_change=10, verbose=0, compile=False):
     """Train ``network`` in place by minimising the IIC loss of every head.
 
     Each step averages the loss over the main sub-heads and adds the average
     over the overclustering sub-heads. ``compile`` (True or keyword arguments
     of :func:`torch.compile`) runs the steps through a compiled view of the
-    network, which shares its parameters. Returns the mean main-head loss of
-    each epoch.
+    network, which shares its parameters. Training stops after ``n_epochs``,
+    or earlier once the epoch loss has not improved by ``tol`` for
+    ``n_iter_no_change`` epochs.
+
+    Returns
+    -------
+    loss_curve : list of float
+        Mean main-head loss of each epoch run.
+    converged : bool
+        Whether training stopped because the loss stopped improving.
     """
     optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
     forward = network
     if compile:
         forward = torch.compile(network, **(compile if isinstance(compile, dict) else {}))
     n_main = heads.n_subheads
-    monitor = _EpochMonitor(n_epochs, heads.main_size) if verbose else None
+    monitor = _EpochMonitor(n_epochs, heads.main_size, lamb) if verbose else None
+    convergence = _Convergence(tol, n_iter_no_change)
     network.train()
-    loss_curve = []
+    loss_curve, converged = [], False
     try:
         for epoch in range(n_epochs):
             epoch_loss = 0.0
@@ -145,6 +191,7 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
                 loss = main_loss
                 if len(losses) > n_main:
                     loss = loss + torch.stack(losses[n_main:]).mean()
+                # Checked at every step, before the weights take a non-finite update.
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"The IIC loss became non-finite at epoch {epoch + 1}. Try a lower "
@@ -153,7 +200,6 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                # Accumulate on the device: no host synchronisation per batch.
                 epoch_loss = epoch_loss + main_loss.detach()
                 if monitor:
                     monitor.update(probs[0].detach(), partner_probs[0].detach())
@@ -161,8 +207,16 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
             loss_curve.append(epoch_loss)
             if monitor:
                 monitor.end_epoch(epoch, epoch_loss)
+            if convergence.converged(epoch_loss):
+                converged = True
+                break
+        if monitor:
+            monitor.end(
+                f"converged after {len(loss_curve)} epochs" if converged
+                else f"stopped after {len(loss_curve)} epochs, not converged"
+            )
     finally:
         if monitor:
             monitor.close()
     network.eval()
-    return loss_curve
+    return loss_curve, converged

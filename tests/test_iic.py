@@ -1,4 +1,5 @@
 import pickle
+import warnings
 
 import joblib
 import numpy as np
@@ -486,3 +487,69 @@ def test_score_does_not_depend_on_how_many_samples_are_scored():
         # Subsets scatter around the score of all rows; they are not biased low.
         assert np.abs(scores - full).max() < band, (n, scores, full)
         assert abs(scores.mean() - full) < 0.05, (n, scores, full)
+
+
+# -- runtime: threads, determinism, convergence ----------------------------------
+
+
+@pytest.mark.parametrize("pairs", ["both", "perturbation"])
+def test_same_labels_on_any_number_of_threads(digits, pairs):
+    X, _ = digits
+    X = X[:400]
+    results = []
+    for n_threads in (1, 2, 4):
+        torch.set_num_threads(n_threads)
+        try:
+            model = IICClustering(n_clusters=10, pairs=pairs, n_epochs=5, random_state=0).fit(X)
+            results.append((model.labels_, model.predict_proba(X), model.loss_curve_))
+        finally:
+            torch.set_num_threads(1)
+    for labels, proba, curve in results[1:]:
+        np.testing.assert_array_equal(labels, results[0][0])
+        np.testing.assert_array_equal(proba, results[0][1])
+        assert curve == results[0][2]
+
+
+def test_predictions_do_not_depend_on_threads_or_batches(digits):
+    X, _ = digits
+    model = IICClustering(n_clusters=10, n_epochs=3, random_state=0).fit(X[:300])
+    big = np.tile(X, (12, 1))  # several prediction batches
+    torch.set_num_threads(2)
+    try:
+        two = model.predict_proba(big)
+    finally:
+        torch.set_num_threads(1)
+    one = model.predict_proba(big)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one[: len(X)], model.predict_proba(X))
+
+
+def test_fit_restores_the_callers_threads_and_denormal_mode(blobs):
+    X, _ = blobs
+    torch.set_num_threads(2)
+    try:
+        IICClustering(n_clusters=3, n_epochs=2, random_state=0).fit(X)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert (torch.tensor([1e-39]) * 1.0).item() != 0.0
+
+
+def test_convergence_stops_early_and_warns_when_epochs_run_out(blobs):
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, _ = blobs
+    with pytest.warns(ConvergenceWarning, match="stopped after n_epochs=3"):
+        model = IICClustering(n_clusters=3, n_epochs=3, random_state=0).fit(X)
+    assert model.n_iter_ == 3
+    model = IICClustering(n_clusters=3, n_epochs=500, n_iter_no_change=5, random_state=0).fit(X)
+    assert model.n_iter_ < 500 and len(model.loss_curve_) == model.n_iter_
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        IICClustering(n_clusters=3, n_epochs=3, tol=None, random_state=0).fit(X)
+
+
+def test_warns_when_clusters_are_left_empty():
+    X = np.random.default_rng(0).normal(size=(5, 2))
+    with pytest.warns(UserWarning, match=r"with \d of n_clusters=5 clusters.*Try more epochs"):
+        IICClustering(n_clusters=5, n_epochs=1, random_state=0).fit(X)

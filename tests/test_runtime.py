@@ -50,3 +50,66 @@ def test_local_torch_rng_is_seeded_and_restores_the_global_state():
         b = torch.rand(3)
     assert torch.equal(a, b)
     assert torch.equal(state, torch.get_rng_state())
+
+
+def test_training_threads_follow_the_work_and_the_callers_limit():
+    from threadpoolctl import threadpool_limits
+
+    from sklearn_iic._runtime import WORK_PER_THREAD, training_threads
+
+    with torch_threads(4):
+        assert training_threads(WORK_PER_THREAD / 2) == 1
+        assert training_threads(10 * WORK_PER_THREAD) == min(4, joblib_cpus())
+        with threadpool_limits(1):
+            assert training_threads(10 * WORK_PER_THREAD) == 1
+
+
+def joblib_cpus():
+    import joblib
+
+    return joblib.cpu_count()
+
+
+def test_inference_threads_never_exceed_the_idle_cores(monkeypatch):
+    import sklearn_iic._runtime as runtime_module
+
+    with torch_threads(4):
+        assert runtime_module.inference_threads(1e3) == 1
+        monkeypatch.setattr(runtime_module, "idle_cores", lambda: 1)
+        assert runtime_module.inference_threads(1e12) == 1
+        monkeypatch.setattr(runtime_module, "idle_cores", lambda: 8)
+        assert runtime_module.inference_threads(1e12) == min(4, joblib_cpus())
+
+
+def test_idle_cores_counts_between_one_and_the_cores():
+    import joblib
+
+    from sklearn_iic._runtime import idle_cores
+
+    assert 1 <= idle_cores() <= joblib.cpu_count()
+
+
+def test_runtime_flushes_denormals_and_restores_the_callers_mode():
+    from sklearn_iic._runtime import runtime
+
+    def denormal_survives():
+        return (torch.tensor([1e-39]) * 1.0).item() != 0.0
+
+    assert denormal_survives()
+    with runtime(1):
+        assert not denormal_survives()
+        assert torch.get_num_threads() == 1
+    assert denormal_survives()
+    torch.set_flush_denormal(True)
+    try:
+        with runtime(1):
+            pass
+        assert not denormal_survives()
+    finally:
+        torch.set_flush_denormal(False)
+
+
+@pytest.mark.parametrize("device", ["xla", "meta", "vulkan"])
+def test_unsupported_devices_are_refused(device):
+    with pytest.raises(ValueError, match="not supported|not available|not a valid"):
+        resolve_device(device)

@@ -47,8 +47,9 @@ def test_one_epoch_of_one_batch_is_one_adam_step_on_the_iic_loss():
     reference = nn.Linear(2, 6)
     reference.load_state_dict(network.state_dict())
     heads = Heads(3, 0, 2)
-    curve = train(network, sampler, heads, batch_size=120, n_epochs=1, learning_rate=0.01,
-                  lamb=1.0, generator=generator)
+    curve, converged = train(network, sampler, heads, batch_size=120, n_epochs=1,
+                             learning_rate=0.01, lamb=1.0, generator=generator)
+    assert not converged
     # The same step by hand, on the same batch and pairs.
     sampler2, generator2 = blobs_sampler()
     order = torch.randperm(120, generator=generator2)
@@ -69,10 +70,34 @@ def test_training_lowers_the_loss():
     sampler, generator = blobs_sampler()
     torch.manual_seed(0)
     network = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 3))
-    curve = train(network, sampler, Heads(3, 0, 1), batch_size=60, n_epochs=30,
-                  learning_rate=0.01, lamb=1.0, generator=generator)
+    curve, _ = train(network, sampler, Heads(3, 0, 1), batch_size=60, n_epochs=30,
+                     learning_rate=0.01, lamb=1.0, generator=generator)
     assert len(curve) == 30 and curve[-1] < curve[0] - 0.3
     assert curve[-1] >= -np.log(3) - 1e-6
+
+
+def test_training_stops_once_the_loss_stops_improving():
+    sampler, generator = blobs_sampler()
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 3))
+    curve, converged = train(network, sampler, Heads(3, 0, 1), batch_size=60, n_epochs=500,
+                             learning_rate=0.01, lamb=1.0, generator=generator, tol=1e-3,
+                             n_iter_no_change=5)
+    assert converged and len(curve) < 500
+    # The last 5 epochs did not improve on the best before them by tol.
+    assert min(curve[-5:]) > min(curve[:-5]) - 1e-3
+    assert min(curve[-6:-5]) <= min(curve[:-6]) - 1e-3 or len(curve) == 5
+
+
+def test_convergence_rule_counts_epochs_without_improvement():
+    from sklearn_iic._training import _Convergence
+
+    rule = _Convergence(tol=0.1, patience=2)
+    assert [rule.converged(x) for x in (1.0, 0.5, 0.45, 0.3, 0.35, 0.25)] == [
+        False, False, False, False, False, True
+    ]
+    never = _Convergence(tol=None, patience=1)
+    assert not any(never.converged(x) for x in (1.0, 1.0, 1.0))
 
 
 def test_non_finite_loss_raises_before_the_step():
