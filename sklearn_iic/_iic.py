@@ -17,7 +17,13 @@ from torch.profiler import record_function
 
 from ._checks import check_perturbation
 from ._inference import merged_probabilities, pair_joints, prediction_batch_size
-from ._input import as_tensor, check_input_shape, resolve_input_shape, validate_input
+from ._input import (
+    as_tensor,
+    check_input_shape,
+    feature_scaling,
+    resolve_input_shape,
+    validate_input,
+)
 from ._loss import normalized_mutual_information
 from ._merge import choose_head, merge_matrix, merged_joint, rank_by_size
 from ._metric import local_whitening
@@ -216,8 +222,17 @@ class IICClustering(ClusterMixin, BaseEstimator):
 
     network_ : torch.nn.Module
         The trained network, on the CPU, in eval mode. When whitened, a
-        :class:`torch.nn.Sequential` of the fixed map (``network_.whitening``)
-        and the trained network (``network_.network``).
+        :class:`torch.nn.Sequential` of the fixed map (``network_.whitening``,
+        a :class:`~sklearn_iic.Whitening`) and the trained network
+        (``network_.network``); it then takes standardised rows,
+        ``(X - feature_mean_) / feature_scale_``.
+
+    feature_mean_, feature_scale_ : ndarray of shape (n_features_in_,) or None
+        Mean and standard deviation (1 for constant features) of each feature
+        of the training data, by which feature vectors are standardised in
+        float64 before anything else when whitened (``None`` otherwise). With
+        them, and the whitening, the labels do not depend on the units of the
+        features.
 
     best_head_ : int
         Index of the main sub-head used for labels.
@@ -367,8 +382,12 @@ class IICClustering(ClusterMixin, BaseEstimator):
                 input_shape = resolve_input_shape(self.image_shape, array_shape, X.shape[1])
             with _phase("fit.plan"):
                 plan = make_plan(self.get_params(deep=False), input_shape, X.shape[0])
+            # Whitened features are standardised first, in float64: the network,
+            # the pairs and the perturbation then see the same numbers whatever
+            # the units of the features.
+            scaling = feature_scaling(X) if plan.whiten else None
             with runtime(plan.n_threads, seed=plan.seed, device=plan.device):
-                X_tensor = as_tensor(X, input_shape, plan.device)
+                X_tensor = as_tensor(X, input_shape, plan.device, scaling)
                 with _phase("fit.network"):
                     probe = X_tensor[:_PROBE_ROWS]
                     network = build_network(self.network, input_shape, plan.heads.n_outputs, probe)
@@ -412,6 +431,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
                 reference = _pair_reference(X_tensor, plan) if plan.uses_neighbors else None
             rank = rank_by_size(labels, plan.n_clusters)
             self._plan = plan
+            self.feature_mean_, self.feature_scale_ = scaling or (None, None)
             self._pair_reference = reference
             self.input_shape_ = input_shape
             self.network_ = network.cpu().eval()
@@ -444,7 +464,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         # Convert X batch by batch: predicting never holds a full copy of it.
         rows = prediction_batch_size(plan.n_features)
         batches = (
-            as_tensor(X[start : start + rows], plan.input_shape, device)
+            as_tensor(X[start : start + rows], plan.input_shape, device, self._scaling())
             for start in range(0, X.shape[0], rows)
         )
         merge = merge_matrix(self.merge_map_, plan.n_clusters, device)
@@ -504,7 +524,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         device = available_or_cpu(plan.device)
         network = self._network_on(device)
         with runtime(plan.n_threads, seed=plan.seed, device=device), _phase("score"):
-            X_tensor = as_tensor(X, plan.input_shape, device)
+            X_tensor = as_tensor(X, plan.input_shape, device, self._scaling())
             generator = torch.Generator(device=device).manual_seed(plan.seed)
             neighbors = pool = None
             if plan.uses_neighbors:
@@ -526,6 +546,11 @@ class IICClustering(ClusterMixin, BaseEstimator):
         X, array_shape = validate_input(self, X, reset=False)
         check_input_shape(array_shape, self.input_shape_, type(self).__name__)
         return X
+
+    def _scaling(self):
+        if self.feature_mean_ is None:
+            return None
+        return self.feature_mean_, self.feature_scale_
 
     def _network_on(self, device):
         # A copy for other devices: network_ itself stays on the CPU.

@@ -23,6 +23,8 @@ def validate_input(estimator, X, *, reset):
     array_shape = None
     if not sp.issparse(X) and not hasattr(X, "iloc"):
         X = np.asarray(X)
+        if X.ndim in (3, 4) and X.size == 0:
+            raise ValueError(f"Found an empty array of shape {X.shape}; IIC needs samples.")
         if X.ndim in (3, 4):
             array_shape = X.shape[1:] if X.ndim == 4 else (1,) + X.shape[1:]
             X = X.reshape(X.shape[0], -1)
@@ -82,18 +84,44 @@ def check_input_shape(array_shape, fitted_shape, name):
         )
 
 
-def as_tensor(X, input_shape, device):
+def feature_scaling(X):
+    """Mean and standard deviation of each feature, in float64 (1 for constant features)."""
+    n_samples = X.shape[0]
+    total = np.zeros(X.shape[1])
+    for start in range(0, n_samples, _RANGE_CHECK_ROWS):
+        total += X[start : start + _RANGE_CHECK_ROWS].sum(axis=0, dtype=np.float64)
+    mean = total / n_samples
+    squares = np.zeros(X.shape[1])
+    for start in range(0, n_samples, _RANGE_CHECK_ROWS):
+        block = X[start : start + _RANGE_CHECK_ROWS].astype(np.float64) - mean
+        squares += (block * block).sum(axis=0)
+    scale = np.sqrt(squares / n_samples)
+    scale[~(scale > 0)] = 1.0
+    return mean, scale
+
+
+def as_tensor(X, input_shape, device, scaling=None):
     """Rows of ``X`` as a float32 tensor of samples shaped ``input_shape``, on ``device``.
 
-    Shares memory with C-ordered or strided float32 data on the CPU: fitting
-    does not copy X (it is only read). Read-only arrays, such as joblib's
+    With ``scaling`` (a feature mean and scale from :func:`feature_scaling`)
+    the features are standardised in float64 before the cast, block by block:
+    the tensor is then the same, bit for bit, whatever the units of X, and
+    no float64 copy of X is made. Without, float32 data on the CPU is shared,
+    not copied (fitting only reads it); read-only arrays, such as joblib's
     memmaps, are shared too, hence torch's warning about them is silenced.
     Arrays with negative strides (``X[::-1]``) are copied, as torch cannot
     view them.
     """
+    shape = (input_shape,) if isinstance(input_shape, int) else input_shape
+    if scaling is not None:
+        mean, scale = scaling
+        out = torch.empty(X.shape, dtype=torch.float32)
+        for start in range(0, X.shape[0], _RANGE_CHECK_ROWS):
+            block = (X[start : start + _RANGE_CHECK_ROWS] - mean) / scale
+            out[start : start + block.shape[0]] = torch.from_numpy(block.astype(np.float32))
+        return out.to(device).reshape(-1, *shape)
     if any(stride < 0 for stride in X.strides):
         X = np.ascontiguousarray(X)
-    shape = (input_shape,) if isinstance(input_shape, int) else input_shape
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "The given NumPy array is not writable")
         tensor = torch.as_tensor(X, dtype=torch.float32, device=device)

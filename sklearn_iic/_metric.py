@@ -30,37 +30,54 @@ _MIN_RELATIVE_VARIANCE = 1e-4
 class Whitening(nn.Module):
     """The fixed affine map ``x -> (x - mean) @ matrix``, the first layer of a whitened network.
 
+    :class:`~sklearn_iic.IICClustering` fits it with ``whiten=True`` (the
+    default on feature vectors) and keeps it as ``network_.whitening``, ahead
+    of the trained network: the network sees the data in coordinates where
+    nearest neighbours differ equally in every direction, whatever the units
+    of the features.
+
     Parameters
     ----------
     mean : torch.Tensor of shape (n_features,)
     matrix : torch.Tensor of shape (n_features, n_features)
+        Both kept in float64.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_iic import Whitening
+    >>> w = Whitening(torch.tensor([1.0, 0.0]), torch.diag(torch.tensor([0.5, 2.0])))
+    >>> w(torch.tensor([[3.0, 1.0]]))
+    tensor([[1., 2.]])
     """
 
     def __init__(self, mean, matrix):
         super().__init__()
         # Buffers, not parameters: they move with the network but are not trained.
-        self.register_buffer("mean", mean)
-        self.register_buffer("matrix", matrix)
+        self.register_buffer("mean", mean.double())
+        self.register_buffer("matrix", matrix.double())
 
     def forward(self, x):
         # In float64: a float32 product rounds differently with the number of
         # rows, and a sample's prediction must not depend on its batch.
-        return ((x - self.mean).double() @ self.matrix.double()).to(x.dtype)
+        return ((x.double() - self.mean) @ self.matrix).to(x.dtype)
 
 
 @torch.no_grad()
 def local_whitening(X, generator, n_neighbors=_NEIGHBORS):
     """The :class:`Whitening` of ``X`` that makes differences between nearest neighbours isotropic.
 
-    The covariance of ``x - x'`` over every sample ``x`` and each of its
-    ``n_neighbors`` nearest neighbours ``x'`` (among a random subset of at most
-    10,000 rows and 2**22 difference values: 2,796 rows of 50 features) is
-    estimated with Ledoit-Wolf shrinkage;
-    the map centres ``X`` and multiplies by the inverse square root of that
-    covariance. Afterwards, moving to a neighbour is equally likely in every
-    direction: directions along which the data are stretched within a cluster
-    shrink, and directions between clusters, where neighbours rarely differ,
-    grow.
+    The features are first standardised (in float64), so that the map does
+    not depend on their units: any positive scale and offset of a feature
+    gives the same whitened data. In those coordinates, the covariance of
+    ``x - x'`` over every sample ``x`` and each of its ``n_neighbors``
+    nearest neighbours ``x'`` (among a random subset of at most 10,000 rows
+    and 2**22 difference values: 2,796 rows of 50 features) is estimated with
+    Ledoit-Wolf shrinkage; the map centres ``X``, standardises it and
+    multiplies by the inverse square root of that covariance. Afterwards,
+    moving to a neighbour is equally likely in every direction: directions
+    along which the data are stretched within a cluster shrink, and
+    directions between clusters, where neighbours rarely differ, grow.
 
     Parameters
     ----------
@@ -81,13 +98,17 @@ def local_whitening(X, generator, n_neighbors=_NEIGHBORS):
     sample = X
     if rows < n_samples:
         sample = X[torch.randperm(n_samples, generator=generator, device=X.device)[:rows]]
-    neighbors = nearest_neighbors(sample, k, generator).long()
-    differences = (sample[:, None, :] - sample[neighbors]).reshape(-1, n_features)
+    mean = sample.double().mean(dim=0)
+    scale = sample.double().std(dim=0, unbiased=False)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # constant features
+    standard = ((sample.double() - mean) / scale).float()
+    neighbors = nearest_neighbors(standard, k, generator).long()
+    differences = (standard[:, None, :] - standard[neighbors]).reshape(-1, n_features)
     covariance, _ = ledoit_wolf(differences.double().cpu().numpy(), assume_centered=True)
     variances, vectors = np.linalg.eigh(covariance)
     if not np.isfinite(variances).all() or variances.max() <= 0:
         # Neighbours identical to each other: no direction is preferred.
         variances, vectors = np.ones(n_features), np.eye(n_features)
     variances = np.maximum(variances, _MIN_RELATIVE_VARIANCE * variances.mean())
-    matrix = torch.as_tensor(vectors / np.sqrt(variances), dtype=torch.float32, device=X.device)
-    return Whitening(sample.mean(dim=0), matrix)
+    matrix = torch.as_tensor(vectors / np.sqrt(variances), device=X.device)
+    return Whitening(mean, matrix / scale[:, None])

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.base import clone
 from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV
@@ -185,7 +186,8 @@ def test_microclusters_merged_into_clusters(blobs):
     assert model.n_microclusters_ == 50
     assert model.merge_map_.shape == (50,)
     assert set(model.merge_map_) == {0, 1, 2}
-    micro = model.network_(torch.tensor(X, dtype=torch.float32))
+    standard = (X - model.feature_mean_) / model.feature_scale_
+    micro = model.network_(torch.tensor(standard, dtype=torch.float32))
     micro = micro[:, 50 * model.best_head_ : 50 * (model.best_head_ + 1)].softmax(dim=1)
     # predict_proba sums the probabilities of each cluster's micro-clusters.
     expected = np.stack(
@@ -431,19 +433,35 @@ def test_clone_pickle_joblib(blobs, tmp_path):
     assert loaded.score(X) == model.score(X)
 
 
-def test_verbose_output(blobs, capsys):
+def test_verbose_output_in_a_log(blobs, capsys):
     X, _ = blobs
     IICClustering(n_clusters=3, n_epochs=2, verbose=0).fit(X)
     assert capsys.readouterr().out == ""
     IICClustering(n_clusters=3, n_epochs=2, verbose=1).fit(X)
-    out = capsys.readouterr().out
-    assert "epoch    2/2" in out and "loss" in out and "MI" in out and "sizes [" in out
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    # A first line explains the figures; then one whole line per epoch and a verdict.
+    assert "MI: mutual information" in lines[0] and "ln 50" in lines[0]
+    assert "epoch    1/2" in lines[1] and "epoch    2/2" in lines[2]
+    assert "loss" in lines[2] and "MI" in lines[2] and "sizes [" in lines[2]
+    assert "stopped after 2 epochs, not converged" in lines[3]
+    # Not a terminal: no progress bar, whose carriage returns would garble a log.
+    assert "\r" not in captured.out + captured.err
 
 
-def test_verbose_progress_bar(blobs, capsys):
+def test_verbose_progress_bar_on_a_terminal(blobs, capsys, monkeypatch):
     pytest.importorskip("tqdm")
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
     IICClustering(n_clusters=3, n_epochs=2, verbose=1).fit(blobs[0])
-    assert "IICClustering" in capsys.readouterr().err
+    assert "IICClustering" in terminal.getvalue() and "epoch" in terminal.getvalue()
 
 
 def test_prediction_in_batches_matches_row_subsets(blobs):
@@ -553,3 +571,86 @@ def test_warns_when_clusters_are_left_empty():
     X = np.random.default_rng(0).normal(size=(5, 2))
     with pytest.warns(UserWarning, match=r"with \d of n_clusters=5 clusters.*Try more epochs"):
         IICClustering(n_clusters=5, n_epochs=1, random_state=0).fit(X)
+
+
+# -- units and layouts ------------------------------------------------------------
+
+
+def test_labels_do_not_depend_on_the_units_of_the_features(digits):
+    from sklearn.datasets import load_wine
+
+    wine, _ = load_wine(return_X_y=True)
+    blobs, _ = make_blobs(600, centers=4, n_features=3, random_state=0)
+    stretched = blobs * [1e4, 1.0, 1.0] + [0.0, -50.0, 3.0]
+    cases = [
+        (wine, StandardScaler().fit_transform(wine), 3),
+        (digits[0][:500], digits[0][:500] * 1e6, 10),
+        (blobs, stretched, 4),
+    ]
+    for a, b, k in cases:
+        fit = IICClustering(n_clusters=k, n_epochs=15, random_state=0).fit
+        # Measured: identical labels on all three (ARI 1.0).
+        assert adjusted_rand_score(fit(a).labels_, fit(b).labels_) >= 0.99
+
+
+@pytest.mark.parametrize(
+    "view",
+    [lambda X: X[::-1], lambda X: X[:, ::-1], np.flip, lambda X: np.asfortranarray(X),
+     lambda X: X[::2], lambda X: np.repeat(X, 2, axis=1)[:, ::2]],
+)
+def test_any_memory_layout(blobs, view):
+    X = blobs[0]
+    model = IICClustering(n_clusters=3, n_epochs=3, random_state=0).fit(view(X))
+    copy = IICClustering(n_clusters=3, n_epochs=3, random_state=0).fit(np.array(view(X)))
+    np.testing.assert_array_equal(model.labels_, copy.labels_)
+    np.testing.assert_array_equal(model.predict(view(X)), model.predict(np.array(view(X))))
+
+
+def test_reordered_and_reversed_dataframes(blobs):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(blobs[0], columns=list("abcd"))
+    model = IICClustering(n_clusters=3, n_epochs=3, random_state=0).fit(df.iloc[::-1])
+    np.testing.assert_array_equal(model.predict(df), model.predict(df.to_numpy()))
+    with pytest.raises(ValueError, match="feature names"):
+        model.predict(df[list("dcba")])
+
+
+# -- failures leave the model as it was ---------------------------------------------
+
+
+def test_a_failed_refit_leaves_the_fitted_model_unchanged(blobs):
+    X, _ = blobs
+    model = IICClustering(n_clusters=3, **FAST).fit(X)
+    state = {k: v for k, v in vars(model).items()}
+    proba = model.predict_proba(X)
+    wide = np.hstack([X, X[:, :2]])
+    failures = [
+        (dict(), wide[:1]),  # one sample
+        (dict(device="cuda:7"), wide),
+        (dict(network=TinyNet(5, 3)), wide),
+        (dict(whiten=True), wide.reshape(-1, 2, 3)),
+        (dict(perturbation=lambda x, g: x[:, :2]), wide),
+    ]
+    for params, data in failures:
+        with pytest.raises((ValueError, TypeError)):
+            model.set_params(**params).fit(data)
+        model.set_params(**IICClustering(n_clusters=3, **FAST).get_params())
+        assert vars(model).keys() == state.keys()
+        assert all(vars(model)[k] is v for k, v in state.items())
+        np.testing.assert_array_equal(model.predict_proba(X), proba)
+
+
+def test_an_interrupted_fit_leaves_an_unfitted_model_unfitted(blobs):
+    X, _ = blobs
+
+    def interrupt(x, generator):
+        if len(x) > 3:  # after the check on the probe rows: during training
+            raise KeyboardInterrupt
+        return x
+
+    model = IICClustering(n_clusters=3, perturbation=interrupt, pairs="perturbation", **FAST)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X)
+    with pytest.raises(NotFittedError):
+        model.predict(X)
+    assert not hasattr(model, "n_features_in_")

@@ -32,12 +32,26 @@ def test_neighbour_differences_get_identity_covariance():
     X = torch.tensor(X @ np.array([[3.0, 0.5, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.2]]),
                      dtype=torch.float32)
     whitening = local_whitening(X, gen(), 7)
-    # The covariance estimated independently (scikit-learn's Ledoit-Wolf on
-    # the same differences) becomes the identity under the map.
-    covariance, _ = ledoit_wolf(neighbour_differences(X, 7), assume_centered=True)
-    matrix = whitening.matrix.double().numpy()
+    # In standardised coordinates, the covariance estimated independently
+    # (scikit-learn's Ledoit-Wolf on the same differences) becomes the
+    # identity under the map.
+    scale = X.double().std(dim=0, unbiased=False)
+    standard = ((X.double() - X.double().mean(dim=0)) / scale).float()
+    covariance, _ = ledoit_wolf(neighbour_differences(standard, 7), assume_centered=True)
+    matrix = scale.numpy()[:, None] * whitening.matrix.numpy()
     np.testing.assert_allclose(matrix.T @ covariance @ matrix, np.eye(3), atol=1e-4)
-    torch.testing.assert_close(whitening.mean, X.mean(dim=0))
+    torch.testing.assert_close(whitening.mean, X.double().mean(dim=0))
+    assert whitening.matrix.dtype == whitening.mean.dtype == torch.float64
+
+
+def test_the_map_does_not_depend_on_the_units_of_the_features():
+    X, _ = make_blobs(300, n_features=4, random_state=0)
+    scale, offset = np.array([1e-3, 1.0, 1e4, 250.0]), np.array([5.0, -3.0, 1e5, 0.0])
+    a = torch.tensor(X, dtype=torch.float32)
+    b = torch.tensor(X * scale + offset, dtype=torch.float32)
+    whitened_a = local_whitening(a, gen(), 10)(a)
+    whitened_b = local_whitening(b, gen(), 10)(b)
+    torch.testing.assert_close(whitened_a, whitened_b, atol=2e-3, rtol=1e-3)
 
 
 def test_stretched_clusters_become_separable_by_neighbours():
@@ -66,7 +80,7 @@ def test_constant_features_and_identical_rows_stay_finite():
     assert torch.isfinite(out).all()
     assert torch.allclose(out[:200, :], whitening(X))
     same = local_whitening(torch.ones(20, 4), gen(), 5)
-    torch.testing.assert_close(same.matrix, torch.eye(4))
+    torch.testing.assert_close(same.matrix, torch.eye(4, dtype=torch.float64))
 
 
 def test_large_or_wide_data_use_a_seeded_subset(monkeypatch):
