@@ -49,7 +49,8 @@ def fmt(stat, spread=True):
 def device_description():
     if torch.cuda.is_available():
         return f"CUDA: {torch.cuda.get_device_name()}"
-    return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU: {cpu}, {torch.get_num_threads()} torch threads"
 
 
 def markdown_table(header, rows):

@@ -79,7 +79,9 @@ def main():
                 "IIC n_microclusters=50": lambda s: IICClustering(
                     10, n_microclusters=50, random_state=s
                 ),
-                "IIC overclustering=3": lambda s: IICClustering(10, overclustering=3, random_state=s),
+                "IIC overclustering=3": lambda s: IICClustering(
+                    10, overclustering=3, random_state=s
+                ),
                 "IIC n_subheads=1": lambda s: IICClustering(10, n_subheads=1, random_state=s),
                 "IIC n_repeats=3": lambda s: IICClustering(10, n_repeats=3, random_state=s),
                 "IIC pairs=perturbation": lambda s: IICClustering(
@@ -95,7 +97,8 @@ def main():
             rows.append(row)
     table = markdown_table(header, rows)
     write_report(args.output,
-                 f"Median over {args.seeds} seeds (min-max for ACC); device: {device_description()}.",
+                 f"Median over {args.seeds} seeds (min-max for ACC); "
+                 f"device: {device_description()}.",
                  table)
     print("\n" + table)
 

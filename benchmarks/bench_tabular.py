@@ -81,7 +81,8 @@ def main():
                         help="Markdown file the table is written to")
     args = parser.parse_args()
     print(f"device: {device_description()}")
-    header = ["data set", "method", "ARI median", "ARI min", "NMI", "ACC", "fit s", "IIC - best classic"]
+    header = ["data set", "method", "ARI median", "ARI min", "NMI", "ACC", "fit s",
+              "IIC - best classic"]
     rows = []
     for name in args.datasets:
         X, y = load(name)
