@@ -21,6 +21,8 @@ def validate_input(estimator, X, *, reset):
     ``(channels, height, width)``, else ``None``.
     """
     array_shape = None
+    if hasattr(X, "iloc") and X.shape[1] == 0:  # scikit-learn's message for it names no shape
+        raise ValueError(f"Found a DataFrame with 0 columns (shape={X.shape}); IIC needs features.")
     if not sp.issparse(X) and not hasattr(X, "iloc"):
         X = np.asarray(X)
         if X.ndim in (3, 4) and X.size == 0:

@@ -50,3 +50,9 @@ def test_as_tensor_shares_float32_memory_and_copies_negative_strides():
     assert as_tensor(read_only, 3, torch.device("cpu")).shape == (4, 3)
     images = as_tensor(np.zeros((2, 64)), (1, 8, 8), torch.device("cpu"))
     assert images.shape == (2, 1, 8, 8) and images.dtype == torch.float32
+
+
+def test_a_dataframe_without_columns_is_named():
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(ValueError, match="DataFrame with 0 columns"):
+        validate_input(IICClustering(), pd.DataFrame(np.zeros((5, 0))), reset=True)
