@@ -30,14 +30,15 @@ from ._metric import local_whitening
 from ._networks import build_network
 from ._pairs import PairSampler, nearest_neighbors, neighbors_among
 from ._plan import make_plan, step_work
-from ._runtime import available_or_cpu, inference_threads, runtime
+from ._runtime import available_or_cpu, inference_threads, runtime, thread_limit
 from ._training import train
 
 # Rows on which the network and the perturbation are tried before training:
 # three, so that a network that only works on pairs of rows is caught.
 _PROBE_ROWS = 3
 # Training rows kept to pair the samples that ``score`` is given with (their
-# neighbours are sought among them): at most this many rows and values.
+# neighbours are sought among them): at most this many rows, and at most this
+# many values unless that leaves fewer than 10 rows per neighbour.
 _REFERENCE_ROWS = 10_000
 _REFERENCE_VALUES = 2**22
 
@@ -130,10 +131,12 @@ class IICClustering(ClusterMixin, BaseEstimator):
         their 30 nearest neighbours have identity covariance (Ledoit-Wolf
         estimate from a random subset of at most 10,000 samples, fewer for
         wide data). Neighbour pairs are sought, and the network is fed, in
-        those coordinates; the perturbation still acts on the data as given.
-        Directions along which clusters are stretched then stop dominating
-        the neighbourhoods (see the user guide). ``"auto"`` whitens feature vectors and leaves
-        images        as they are, for the convnet; ``True`` on images raises an error.
+        those coordinates; the features are standardised first, and the
+        perturbation acts on the standardised features, so the labels do
+        not depend on the units of the features. Directions along which
+        clusters are stretched then stop dominating the neighbourhoods (see
+        the user guide). ``"auto"`` whitens feature vectors and leaves images
+        as they are, for the convnet; ``True`` on images raises an error.
 
     image_shape : tuple of int or None, default=None
         ``(height, width)`` or ``(channels, height, width)`` of images given
@@ -187,7 +190,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
         when the epochs ran out first.
 
     n_iter_no_change : int, default=20
-        Epochs without improvement by ``tol`` after which training stops.
+        Epochs without improvement by ``tol`` after which training stops (at
+        most half of ``n_epochs``, so that short budgets can converge).
         With 10, one iris seed in three stopped at epoch 79 with ARI 0.76
         instead of 0.92 after 100 epochs; 20 kept all three.
 
@@ -428,11 +432,13 @@ class IICClustering(ClusterMixin, BaseEstimator):
                     batches = X_tensor.split(prediction_batch_size(plan.n_features))
                     proba = merged_probabilities(network, batches, plan.heads, best_head, merge)
                     labels = proba.argmax(dim=1).numpy()
-                reference = _pair_reference(X_tensor, plan) if plan.uses_neighbors else None
+                pool = _score_pool(X_tensor, plan) if plan.uses_neighbors else None
             rank = rank_by_size(labels, plan.n_clusters)
+            # Inside the transaction: warnings turned into errors fail the fit whole.
+            _warn_if_unfinished(plan, converged, rank[labels])
             self._plan = plan
             self.feature_mean_, self.feature_scale_ = scaling or (None, None)
-            self._pair_reference = reference
+            self._score_pool = pool
             self.input_shape_ = input_shape
             self.network_ = network.cpu().eval()
             self.loss_curve_ = loss_curve
@@ -442,7 +448,6 @@ class IICClustering(ClusterMixin, BaseEstimator):
             self.n_microclusters_ = plan.heads.main_size
             self.merge_map_ = rank[groups]
             self.labels_ = rank[labels]
-        _warn_if_unfinished(plan, converged, self.labels_)
         return self
 
     def predict_proba(self, X):
@@ -469,7 +474,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
         )
         merge = merge_matrix(self.merge_map_, plan.n_clusters, device)
         work = step_work(plan.input_shape, X.shape[0], plan.heads.n_outputs)
-        with runtime(inference_threads(work)), _phase("predict"):
+        n_threads = inference_threads(work) if device.type == "cpu" else 1
+        with runtime(n_threads), _phase("predict"):
             proba = merged_probabilities(
                 self._network_on(device), batches, plan.heads, self.best_head_, merge
             )
@@ -523,12 +529,13 @@ class IICClustering(ClusterMixin, BaseEstimator):
         plan = self._plan
         device = available_or_cpu(plan.device)
         network = self._network_on(device)
-        with runtime(plan.n_threads, seed=plan.seed, device=device), _phase("score"):
+        n_threads = min(plan.n_threads, thread_limit())
+        with runtime(n_threads, seed=plan.seed, device=device), _phase("score"):
             X_tensor = as_tensor(X, plan.input_shape, device, self._scaling())
             generator = torch.Generator(device=device).manual_seed(plan.seed)
             neighbors = pool = None
             if plan.uses_neighbors:
-                pool = self._pair_reference.to(device)
+                pool = self._score_pool.to(device)
                 whitening = network.whitening if plan.whiten else None
                 neighbors = neighbors_among(X_tensor, pool, plan.n_neighbors, whitening)
             sampler = PairSampler(
@@ -583,7 +590,7 @@ def _warn_if_unfinished(plan, converged, labels):
         )
 
 
-def _pair_reference(X, plan):
+def _score_pool(X, plan):
     """A copy, on the CPU, of the training rows among which ``score`` seeks neighbours.
 
     Every row up to the cap, else a random subset (seeded from the fit's

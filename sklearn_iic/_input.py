@@ -8,9 +8,15 @@ import torch
 from sklearn.utils.validation import validate_data
 
 _FLOAT32 = np.finfo(np.float32)
-# Rows checked at a time for values that float32 cannot hold (bounds the
-# temporary of |X| at 64 MiB of float64 for 128 features).
-_RANGE_CHECK_ROWS = 2**16
+# Values of X handled at a time by the range check, the feature statistics
+# and standardisation: bounds their float64 temporaries at 32 MiB each.
+_BLOCK_VALUES = 2**22
+
+
+def _blocks(X):
+    """Row slices of X holding at most _BLOCK_VALUES values each."""
+    rows = max(1, _BLOCK_VALUES // max(1, X.shape[1]))
+    return (slice(start, start + rows) for start in range(0, X.shape[0], rows))
 
 
 def validate_input(estimator, X, *, reset):
@@ -36,7 +42,6 @@ def validate_input(estimator, X, *, reset):
                 f"(n, channels, height, width); got an array with {X.ndim} dimensions."
             )
     X = validate_data(estimator, X, reset=reset, dtype=[np.float32, np.float64])
-    _check_float32_range(X)
     return X, array_shape
 
 
@@ -44,8 +49,8 @@ def _check_float32_range(X):
     """The network computes in float32: refuse values it would turn into inf or zero."""
     if X.dtype == np.float32:
         return
-    for start in range(0, X.shape[0], _RANGE_CHECK_ROWS):
-        magnitude = np.abs(X[start : start + _RANGE_CHECK_ROWS])
+    for block in _blocks(X):
+        magnitude = np.abs(X[block])
         if magnitude.size and magnitude.max() > _FLOAT32.max:
             raise ValueError(
                 f"X has values of magnitude up to {magnitude.max():.3g}, beyond float32's "
@@ -87,19 +92,31 @@ def check_input_shape(array_shape, fitted_shape, name):
 
 
 def feature_scaling(X):
-    """Mean and standard deviation of each feature, in float64 (1 for constant features)."""
+    """Mean and standard deviation of each feature, in float64 (1 for constant features).
+
+    Computed relative to each feature's largest magnitude, so that values up
+    to float64's range neither overflow nor lose their spread; a feature
+    whose spread is within rounding of its mean (as scikit-learn's
+    StandardScaler decides) counts as constant.
+    """
     n_samples = X.shape[0]
+    peak = np.zeros(X.shape[1])
+    for block in _blocks(X):
+        peak = np.maximum(peak, np.abs(X[block]).max(axis=0))
+    peak[peak == 0] = 1.0
     total = np.zeros(X.shape[1])
-    for start in range(0, n_samples, _RANGE_CHECK_ROWS):
-        total += X[start : start + _RANGE_CHECK_ROWS].sum(axis=0, dtype=np.float64)
+    for block in _blocks(X):
+        total += (X[block] / peak).sum(axis=0)
     mean = total / n_samples
     squares = np.zeros(X.shape[1])
-    for start in range(0, n_samples, _RANGE_CHECK_ROWS):
-        block = X[start : start + _RANGE_CHECK_ROWS].astype(np.float64) - mean
-        squares += (block * block).sum(axis=0)
-    scale = np.sqrt(squares / n_samples)
-    scale[~(scale > 0)] = 1.0
-    return mean, scale
+    for block in _blocks(X):
+        centred = X[block] / peak - mean
+        squares += (centred * centred).sum(axis=0)
+    variance = squares / n_samples
+    eps = np.finfo(np.float64).eps
+    constant = variance <= n_samples * eps * variance + (n_samples * mean * eps) ** 2
+    scale = np.where(constant, 1.0, np.sqrt(variance) * peak)
+    return mean * peak, scale
 
 
 def as_tensor(X, input_shape, device, scaling=None):
@@ -108,7 +125,8 @@ def as_tensor(X, input_shape, device, scaling=None):
     With ``scaling`` (a feature mean and scale from :func:`feature_scaling`)
     the features are standardised in float64 before the cast, block by block:
     the tensor is then the same, bit for bit, whatever the units of X, and
-    no float64 copy of X is made. Without, float32 data on the CPU is shared,
+    no float64 copy of X is made. Without, values that float32 cannot hold
+    raise a ValueError, and float32 data on the CPU is shared,
     not copied (fitting only reads it); read-only arrays, such as joblib's
     memmaps, are shared too, hence torch's warning about them is silenced.
     Arrays with negative strides (``X[::-1]``) are copied, as torch cannot
@@ -116,12 +134,13 @@ def as_tensor(X, input_shape, device, scaling=None):
     """
     shape = (input_shape,) if isinstance(input_shape, int) else input_shape
     if scaling is not None:
+        # Standardised values fit float32 whatever the units of X.
         mean, scale = scaling
         out = torch.empty(X.shape, dtype=torch.float32)
-        for start in range(0, X.shape[0], _RANGE_CHECK_ROWS):
-            block = (X[start : start + _RANGE_CHECK_ROWS] - mean) / scale
-            out[start : start + block.shape[0]] = torch.from_numpy(block.astype(np.float32))
+        for block in _blocks(X):
+            out[block] = torch.from_numpy(((X[block] - mean) / scale).astype(np.float32))
         return out.to(device).reshape(-1, *shape)
+    _check_float32_range(X)
     if any(stride < 0 for stride in X.strides):
         X = np.ascontiguousarray(X)
     with warnings.catch_warnings():

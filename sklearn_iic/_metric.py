@@ -60,7 +60,8 @@ class Whitening(nn.Module):
     def forward(self, x):
         # In float64: a float32 product rounds differently with the number of
         # rows, and a sample's prediction must not depend on its batch.
-        return ((x.double() - self.mean) @ self.matrix).to(x.dtype)
+        # .double() also keeps a network cast to float32 working.
+        return ((x.double() - self.mean.double()) @ self.matrix.double()).to(x.dtype)
 
 
 @torch.no_grad()

@@ -19,8 +19,9 @@ class MLP(nn.Sequential):
     """Multi-layer perceptron with BatchNorm and ReLU.
 
     Each hidden layer is normalised, so a common rescaling of all features
-    does not change the output; features of very different scales should be
-    standardised first (``StandardScaler``).
+    does not change the output. :class:`~sklearn_iic.IICClustering` feeds it
+    standardised, whitened features by default; with ``whiten=False``,
+    features of very different scales should be standardised first.
 
     Parameters
     ----------

@@ -83,11 +83,6 @@ class Plan:
     verbose: int
 
     @property
-    def kind(self):
-        """``"table"`` for feature vectors, ``"image"`` for images."""
-        return input_kind(self.input_shape)
-
-    @property
     def uses_neighbors(self):
         return self.pairs in ("neighbors", "both")
 
@@ -139,6 +134,7 @@ def make_plan(params, input_shape, n_samples):
     pairs = "both" if params["pairs"] == "auto" else params["pairs"]
     heads = _heads(params, kind, n_samples)
     batch_size = min(params["batch_size"], n_samples)
+    n_epochs = _n_epochs(params["n_epochs"], n_samples, params["batch_size"])
     return Plan(
         n_clusters=n_clusters,
         input_shape=input_shape,
@@ -153,13 +149,15 @@ def make_plan(params, input_shape, n_samples):
         lamb=params["lamb"],
         batch_size=batch_size,
         eval_batch_size=params["batch_size"],
-        n_epochs=_n_epochs(params["n_epochs"], n_samples, params["batch_size"]),
+        n_epochs=n_epochs,
         learning_rate=params["learning_rate"],
         n_threads=training_threads(
             step_work(input_shape, batch_size * params["n_repeats"], heads.n_outputs)
         ),
         tol=params["tol"],
-        n_iter_no_change=params["n_iter_no_change"],
+        # A budget shorter than the patience could never converge: the
+        # automatic 10 epochs of large data would warn on every fit.
+        n_iter_no_change=min(params["n_iter_no_change"], max(1, n_epochs // 2)),
         joint_passes=joint_passes(n_samples, heads.main_size),
         compile=params["compile"],
         verbose=params["verbose"],

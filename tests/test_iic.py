@@ -654,3 +654,21 @@ def test_an_interrupted_fit_leaves_an_unfitted_model_unfitted(blobs):
     with pytest.raises(NotFittedError):
         model.predict(X)
     assert not hasattr(model, "n_features_in_")
+
+
+def test_a_constant_feature_does_not_make_predictions_fragile(blobs):
+    X, _ = blobs
+    X = np.hstack([X, np.full((len(X), 1), 0.1)])
+    model = IICClustering(n_clusters=3, **FAST).fit(X)
+    nudged = X.copy()
+    nudged[:, -1] += 1e-6
+    np.testing.assert_array_equal(model.predict(nudged), model.labels_)
+
+
+def test_features_beyond_float32_are_standardised_in_float64(blobs):
+    X, y = blobs
+    extreme = X * [1e-40, 1e39, 1.0, 1e300]
+    model = IICClustering(n_clusters=3, **FAST).fit(extreme)
+    assert adjusted_rand_score(y, model.labels_) > 0.9
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        IICClustering(n_clusters=3, whiten=False, **FAST).fit(extreme)

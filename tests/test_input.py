@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sklearn_iic import IICClustering
-from sklearn_iic._input import as_tensor, resolve_input_shape, validate_input
+from sklearn_iic._input import as_tensor, feature_scaling, resolve_input_shape, validate_input
 
 
 def test_images_are_flattened_with_their_shape():
@@ -30,11 +30,26 @@ def test_resolve_input_shape():
 
 @pytest.mark.parametrize("value, match", [(1e39, "beyond float32's range"),
                                           (1e-300, "below float32's smallest normal")])
-def test_values_float32_cannot_hold_are_refused(value, match):
+def test_values_float32_cannot_hold_are_refused_unless_standardised(value, match):
     X = np.ones((10, 3))
     X[4, 1] = value
     with pytest.raises(ValueError, match=match):
-        validate_input(IICClustering(), X, reset=True)
+        as_tensor(X, 3, torch.device("cpu"))
+    # Standardised first, the same values fit float32.
+    scaled = as_tensor(X, 3, torch.device("cpu"), feature_scaling(X))
+    assert torch.isfinite(scaled).all()
+
+
+def test_feature_scaling_of_extreme_and_constant_features():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 4)) * [1e-40, 1e300, 1.0, 0.0] + [0.0, 0.0, 5.0, 0.1]
+    mean, scale = feature_scaling(X)
+    # numpy's own std overflows for the 1e300 feature; ours does not.
+    unit = np.array([1e-40, 1e300, 1.0])
+    np.testing.assert_allclose(scale[:3], (X[:, :3] / unit).std(axis=0) * unit, rtol=1e-10)
+    np.testing.assert_allclose(mean[:3] / unit, (X[:, :3] / unit).mean(axis=0), atol=1e-12)
+    # A constant 0.1 column: rounding leaves a spread of ~1e-17, taken as none.
+    assert scale[3] == 1.0
 
 
 def test_as_tensor_shares_float32_memory_and_copies_negative_strides():

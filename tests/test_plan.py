@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sklearn_iic import IICClustering
-from sklearn_iic._plan import joint_passes, make_plan
+from sklearn_iic._plan import input_kind, joint_passes, make_plan
 from sklearn_iic.perturbations import Compose, GaussianNoise, RandomAffine
 
 
@@ -13,7 +13,8 @@ def plan(n_samples=1000, input_shape=4, **params):
 
 def test_auto_settings_for_feature_vectors():
     p = plan(n_clusters=3, random_state=0)
-    assert p.kind == "table" and p.whiten and p.pairs == "both" and p.uses_neighbors
+    assert input_kind(p.input_shape) == "table" and p.whiten
+    assert p.pairs == "both" and p.uses_neighbors
     assert p.perturbation == GaussianNoise(0.1)
     # max(50, 5 * n_clusters) micro-clusters in each of 5 sub-heads.
     assert p.heads.main_size == 50 and p.heads.n_outputs == 250
@@ -26,7 +27,7 @@ def test_auto_settings_for_feature_vectors():
 
 def test_auto_settings_for_images():
     p = plan(n_clusters=10, input_shape=(1, 8, 8))
-    assert p.kind == "image" and not p.whiten
+    assert input_kind(p.input_shape) == "image" and not p.whiten
     assert p.heads.main_size == 10
     assert isinstance(p.perturbation, Compose)
     assert isinstance(p.perturbation.perturbations[0], RandomAffine)
