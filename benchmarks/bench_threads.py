@@ -316,7 +316,7 @@ def main():
         table, summary = denormal_table(args.denormal_before_path, args.denormal_repeats)
         body += [
             "",
-            "## Denormal floats",
+            "**Denormal floats.**",
             "",
             "`IICClustering(10, overclustering=5, n_epochs=10, random_state=0)` on the "
             "digits features (`load_digits().data / 16`), forced to one thread "
