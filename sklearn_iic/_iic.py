@@ -231,7 +231,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         (``network_.network``); it then takes standardised rows,
         ``(X - feature_mean_) / feature_scale_``.
 
-    feature_mean_, feature_scale_ : ndarray of shape (n_features_in_,) or None
+    feature_mean_, feature_scale_ : ndarray of shape (`n_features_in_`,) or None
         Mean and standard deviation (1 for constant features) of each feature
         of the training data, by which feature vectors are standardised in
         float64 before anything else when whitened (``None`` otherwise). With
