@@ -3,7 +3,7 @@
 from . import perturbations
 from ._iic import IICClustering
 from ._loss import iic_loss
-from ._networks import MLP, ConvNet
+from ._networks import MLP, ConvNet, ConvNet1d
 
-__all__ = ["ConvNet", "IICClustering", "MLP", "iic_loss", "perturbations"]
+__all__ = ["MLP", "ConvNet", "ConvNet1d", "IICClustering", "iic_loss", "perturbations"]
 __version__ = "0.1.0"
