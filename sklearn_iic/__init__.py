@@ -4,7 +4,9 @@ from . import perturbations
 from ._iic import IICClustering
 from ._loss import iic_loss
 from ._metric import Whitening
-from ._networks import MLP, ConvNet
+from ._networks import MLP, ConvNet, ConvNet1d
 
-__all__ = ["ConvNet", "IICClustering", "MLP", "Whitening", "iic_loss", "perturbations"]
+__all__ = [
+    "ConvNet", "ConvNet1d", "IICClustering", "MLP", "Whitening", "iic_loss", "perturbations",
+]
 __version__ = "0.1.0"

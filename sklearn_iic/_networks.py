@@ -1,8 +1,9 @@
-"""Default networks: an MLP for feature vectors, a small VGG-style convnet for images.
+"""Default networks: an MLP for feature vectors, convnets for series and images.
 
 A network maps a batch to ``n_outputs`` logits. The estimator builds one with
 ``factory(input_shape, n_outputs)``, where ``input_shape`` is the number of
-features for tabular data or ``(channels, height, width)`` for images, and
+features for tabular data, ``(channels, length)`` for series or
+``(channels, height, width)`` for images, and
 splits the logits into its cluster heads, so the last layer acts as a set of
 linear heads on a shared trunk.
 """
@@ -84,10 +85,127 @@ class ConvNet(nn.Sequential):
         super().__init__(*layers)
 
 
+class GlobalPool1d(nn.Module):
+    """Pool a batch of shape ``(n, channels, length)`` over time to ``(n, k * channels)``.
+
+    Parameters
+    ----------
+    mode : {"max", "avg", "maxavg"}, default="maxavg"
+        The maximum over time, the mean, or both concatenated (``k = 2``).
+    """
+
+    def __init__(self, mode="maxavg"):
+        super().__init__()
+        if mode not in ("max", "avg", "maxavg"):
+            raise ValueError(f"mode must be 'max', 'avg' or 'maxavg'; got {mode!r}.")
+        self.mode = mode
+
+    def forward(self, x):
+        pooled = []
+        if "max" in self.mode:
+            pooled.append(x.amax(dim=2))
+        if "avg" in self.mode:
+            pooled.append(x.mean(dim=2))
+        return torch.cat(pooled, dim=1)
+
+    def extra_repr(self):
+        return f"mode={self.mode!r}"
+
+
+class ConvNet1d(nn.Sequential):
+    """Convolutional network for series, sized from their length.
+
+    Blocks of 1-D convolution (``kernel_size`` wide, zero-padded to keep the
+    length), BatchNorm and ReLU, each followed by max-pooling by 2 until the
+    series is at most ``min_length`` samples long (or ``n_blocks`` blocks
+    are built); the channel count doubles after each pooling up to
+    ``max_channels``. The features are then pooled over the whole remaining
+    time axis (``global_pool``), so a pattern is recognised wherever it
+    occurs: the output changes little when the series is shifted. A linear
+    layer maps them to the logits. A length of 16 gets 2 blocks, 40 gets 4,
+    150 gets 6 and 1,000 gets 8. Every convolution is followed by BatchNorm,
+    so any scale of the input works, though z-normalised series are usual.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(channels, length)`` of the series.
+    n_outputs : int
+        Number of output logits.
+    channels : int, default=32
+        Channels of the first convolution.
+    max_channels : int, default=128
+        Upper bound on the channels of later convolutions.
+    kernel_size : int, default=5
+        Width of the convolutions (odd widths keep the series centred).
+    min_length : int, default=8
+        Pooling stops once the series is this short.
+    n_blocks : int or None, default=None
+        Number of convolution blocks; ``None`` pools down to ``min_length``.
+    global_pool : {"max", "avg", "maxavg"}, default="maxavg"
+        Pooling over time before the linear layer: maximum, mean, or both.
+    padding_mode : {"zeros", "circular", "replicate", "reflect"}, default="zeros"
+        How the convolutions pad the ends of the series; ``"circular"``
+        suits series whose end wraps around to their start.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_iic import ConvNet1d
+    >>> net = ConvNet1d((3, 100), n_outputs=10).eval()
+    >>> net(torch.randn(4, 3, 100)).shape
+    torch.Size([4, 10])
+    """
+
+    def __init__(
+        self,
+        input_shape,
+        n_outputs,
+        channels=32,
+        max_channels=128,
+        kernel_size=5,
+        min_length=8,
+        n_blocks=None,
+        global_pool="maxavg",
+        padding_mode="zeros",
+    ):
+        in_channels, length = input_shape
+        layers = []
+        blocks = 0
+        while True:
+            layers += [
+                nn.Conv1d(
+                    in_channels, channels, kernel_size,
+                    padding=kernel_size // 2, padding_mode=padding_mode,
+                ),
+                nn.BatchNorm1d(channels),
+                nn.ReLU(),
+            ]
+            in_channels = channels
+            blocks += 1
+            done = length <= min_length if n_blocks is None else blocks >= n_blocks
+            if done or length < 2:
+                break
+            layers.append(nn.MaxPool1d(2))
+            length //= 2
+            channels = min(2 * channels, max_channels)
+        pool = GlobalPool1d(global_pool)
+        width = in_channels * (2 if global_pool == "maxavg" else 1)
+        layers += [pool, nn.Linear(width, n_outputs)]
+        super().__init__(*layers)
+
+
 def default_network(input_shape, n_outputs):
-    """Build the default network: :class:`MLP` for vectors, :class:`ConvNet` for images."""
+    """Build the default network.
+
+    :class:`MLP` for feature vectors (``input_shape`` an int),
+    :class:`ConvNet1d` for series (``(channels, length)``) and
+    :class:`ConvNet` for images (``(channels, height, width)``).
+    """
     if isinstance(input_shape, int):
         return MLP(input_shape, n_outputs)
+    if len(input_shape) == 2:
+        return ConvNet1d(tuple(input_shape), n_outputs)
     return ConvNet(input_shape, n_outputs)
 
 

@@ -7,7 +7,8 @@ returns a perturbed batch of the same shape. Drawing all randomness from
 parameters independently for each sample, in one batched operation on the
 device.
 
-Tabular batches have shape ``(n, n_features)``; image batches have shape
+Tabular batches have shape ``(n, n_features)``; series batches have shape
+``(n, channels, length)``; image batches have shape
 ``(n, channels, height, width)``.
 """
 
@@ -18,14 +19,19 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "AmplitudeScale",
     "Compose",
     "FeatureCorruption",
     "GaussianNoise",
     "IntensityJitter",
+    "LinearTrend",
     "Perturbation",
     "RandomAffine",
     "RandomResizedCrop",
+    "RandomShift",
+    "TimeWarp",
     "Transform",
+    "WindowSlice",
     "default_perturbation",
 ]
 
@@ -95,13 +101,24 @@ class GaussianNoise(Perturbation):
     """Additive Gaussian noise scaled to the data.
 
     The noise standard deviation is ``scale`` times the standard deviation
-    of each feature across the batch (tabular input), or of all pixel values
-    of the batch (image input), so the same ``scale`` fits data of any unit.
+    of each feature across the batch (tabular input), of each channel across
+    the batch and time (series of shape ``(n, channels, length)``), or of all
+    pixel values of the batch (image input), so the same ``scale`` fits data
+    of any unit, and channels of a series measured in different units.
 
     Parameters
     ----------
     scale : float, default=0.1
         Noise level relative to the spread of the data.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_iic.perturbations import GaussianNoise
+    >>> x = torch.randn(100, 2, 50) * torch.tensor([1.0, 100.0]).view(1, 2, 1)
+    >>> noise = GaussianNoise(0.1)(x, torch.Generator().manual_seed(0)) - x
+    >>> [round(float(r), 2) for r in noise.std(dim=(0, 2)) / x.std(dim=(0, 2))]
+    [0.1, 0.1]
     """
 
     def __init__(self, scale=0.1):
@@ -110,6 +127,8 @@ class GaussianNoise(Perturbation):
     def __call__(self, x, generator):
         if x.ndim == 2:
             spread = x.std(dim=0, unbiased=False, keepdim=True)
+        elif x.ndim == 3:
+            spread = x.std(dim=(0, 2), unbiased=False, keepdim=True)
         else:
             spread = x.std(unbiased=False)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -262,6 +281,258 @@ class Transform(Perturbation):
 
     def __call__(self, x, generator):
         return self.transform(x)
+
+
+# -- series ----------------------------------------------------------------
+
+
+def _resample(x, positions, interpolation="linear"):
+    """Sample series ``x`` (n, c, length) at ``positions`` (n, m).
+
+    Positions are in samples (0 is the first value, ``length - 1`` the last);
+    the same positions serve every channel of a sample. Positions outside the
+    series take the value at the nearest end. ``interpolation`` is "linear"
+    or "nearest" (the value of the nearest sample: no blur).
+    """
+    if interpolation not in ("linear", "nearest"):
+        raise ValueError(f"interpolation must be 'linear' or 'nearest'; got {interpolation!r}.")
+    n, channels, length = x.shape
+    positions = positions.to(x.dtype).clamp(0, length - 1)
+    if interpolation == "nearest":
+        positions = positions.round()
+    low = positions.floor()
+    frac = (positions - low).unsqueeze(1)
+    low = low.long()
+    high = (low + 1).clamp(max=length - 1)
+    index = (n, channels, positions.shape[1])
+    left = x.gather(2, low.unsqueeze(1).expand(index))
+    right = x.gather(2, high.unsqueeze(1).expand(index))
+    return left + frac * (right - left)
+
+
+class RandomShift(Perturbation):
+    """Shift each series in time by a random fraction of its length.
+
+    Each series is moved by ``s * length`` samples, rounded to whole
+    samples, with ``s`` uniform in ``[-max_shift, max_shift]``; all channels
+    of a series move together. Whole-sample shifts keep every value as it
+    is: sub-sample shifts interpolate, which blurs the series, and a network
+    trained to ignore that blur ignores fine detail (on mnist1d, IIC's
+    accuracy went from 0.40 to 0.50, one seed, 10 epochs).
+
+    With ``mode="edge"`` the values shifted in repeat the first or last
+    value, so the part of the series that stays in view keeps its shape and
+    no new feature appears: the default, for series that do not wrap
+    around. ``mode="circular"`` wraps the end around to the start, which
+    keeps every value but joins the two ends with a jump unless the series
+    is periodic; it suits series translated circularly, such as mnist1d's
+    (IIC's accuracy there: 0.30 against 0.16 with edge shifts, one seed).
+
+    Parameters
+    ----------
+    max_shift : float, default=0.1
+        Largest shift, as a fraction of the length, in either direction.
+    mode : {"edge", "circular"}, default="edge"
+        How the samples shifted into view are filled.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_iic.perturbations import RandomShift
+    >>> spikes = torch.zeros(8, 1, 20)
+    >>> spikes[:, 0, 10] = 1.0  # the same spike in 8 series
+    >>> moved = RandomShift(max_shift=0.25)(spikes, torch.Generator().manual_seed(0))
+    >>> moved.shape
+    torch.Size([8, 1, 20])
+    >>> peaks = moved.argmax(dim=2).flatten()  # each series moved by its own shift
+    >>> bool(((peaks - 10).abs() <= 5).all()), len(set(peaks.tolist())) > 1
+    (True, True)
+    """
+
+    def __init__(self, max_shift=0.1, mode="edge"):
+        self.max_shift = max_shift
+        self.mode = mode
+
+    def __call__(self, x, generator):
+        if self.mode not in ("edge", "circular"):
+            raise ValueError(f"mode must be 'edge' or 'circular'; got {self.mode!r}.")
+        n, _, length = x.shape
+        shift = _uniform(n, -self.max_shift, self.max_shift, generator, x.device) * length
+        source = torch.arange(length, device=x.device) - shift.round().long()[:, None]
+        if self.mode == "circular":
+            source = torch.remainder(source, length)
+        else:
+            source = source.clamp(0, length - 1)
+        return x.gather(2, source.unsqueeze(1).expand(x.shape))
+
+
+class WindowSlice(Perturbation):
+    """Crop a random window of each series and stretch it back to full length.
+
+    The series counterpart of :class:`RandomResizedCrop` ("window slicing",
+    Le Guennec et al. 2016): a window of ``w * length`` samples, with ``w``
+    uniform in ``scale``, at a uniformly random place inside the series, is
+    resampled to the original length. It both shifts and slightly slows
+    down the series.
+
+    Parameters
+    ----------
+    scale : tuple of float, default=(0.8, 1.0)
+        Range of the window's length as a fraction of the series length.
+    interpolation : {"linear", "nearest"}, default="linear"
+        How the series is resampled: linear interpolation between samples,
+        which slightly blurs it, or the nearest sample, which keeps every
+        value (some samples are repeated, others dropped).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_iic.perturbations import WindowSlice
+    >>> ramp = torch.linspace(0, 1, 11).view(1, 1, 11)
+    >>> half = WindowSlice(scale=(0.5, 0.5))(ramp, torch.Generator().manual_seed(0))
+    >>> half.shape, round(float(half[0, 0, -1] - half[0, 0, 0]), 3)
+    (torch.Size([1, 1, 11]), 0.5)
+    """
+
+    def __init__(self, scale=(0.8, 1.0), interpolation="linear"):
+        self.scale = scale
+        self.interpolation = interpolation
+
+    def __call__(self, x, generator):
+        n, _, length = x.shape
+        width = _uniform(n, self.scale[0], self.scale[1], generator, x.device).to(x.dtype)
+        start = _uniform(n, 0, 1, generator, x.device).to(x.dtype) * (1 - width)
+        # The window [start, start + width] of [0, 1], in samples.
+        step = torch.linspace(0, 1, length, device=x.device, dtype=x.dtype)
+        positions = (start[:, None] + width[:, None] * step) * (length - 1)
+        return _resample(x, positions, self.interpolation)
+
+
+class AmplitudeScale(Perturbation):
+    """Multiply each series by a random gain.
+
+    Parameters
+    ----------
+    scale : tuple of float, default=(0.8, 1.2)
+        Range of the gain, drawn uniformly for each series.
+    per_channel : bool, default=False
+        Draw one gain for each channel of each series instead of one gain
+        for all channels of a series. Works on any batch whose second axis
+        holds channels.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_iic.perturbations import AmplitudeScale
+    >>> x = torch.ones(3, 2, 5)
+    >>> gain = AmplitudeScale((0.5, 2.0))(x, torch.Generator().manual_seed(0))
+    >>> bool(((gain >= 0.5) & (gain <= 2.0)).all())
+    True
+    >>> bool((gain == gain[:, :1, :1]).all())  # one gain for the whole series
+    True
+    """
+
+    def __init__(self, scale=(0.8, 1.2), per_channel=False):
+        self.scale = scale
+        self.per_channel = per_channel
+
+    def __call__(self, x, generator):
+        n = x.shape[0]
+        channels = x.shape[1] if self.per_channel else 1
+        gain = _uniform(n * channels, self.scale[0], self.scale[1], generator, x.device)
+        shape = (n, channels) + (1,) * (x.ndim - 2)
+        return x * gain.view(shape).to(x.dtype)
+
+
+class TimeWarp(Perturbation):
+    """Random monotone warping of the time axis.
+
+    The series is cut into ``n_knots + 1`` equal segments; each is played at
+    a random speed uniform in ``[1 - strength, 1 + strength]``. The warped
+    time is the cumulative sum of these speeds, rescaled so that the first
+    and last samples stay in place, and interpolated linearly between the
+    knots; the series is then resampled at the warped times. Time never
+    runs backwards, so the order of events is kept while their spacing
+    changes (dynamic time warping's invariance). All channels of a series
+    share the warp. On short series whose detail lies in single samples,
+    prefer ``interpolation="nearest"``: on mnist1d (length 40) linear
+    resampling cut IIC's accuracy from 0.50 to 0.31, nearest did not (0.50;
+    one seed, 10 epochs).
+
+    Parameters
+    ----------
+    strength : float, default=0.2
+        Largest relative change of the local speed, in ``[0, 1)``.
+    n_knots : int, default=4
+        Inner knots of the warp: more knots, more wiggly warps.
+    interpolation : {"linear", "nearest"}, default="linear"
+        How the series is resampled: linear interpolation between samples,
+        which slightly blurs it, or the nearest sample, which keeps every
+        value (some samples are repeated, others dropped).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_iic.perturbations import TimeWarp
+    >>> ramp = torch.linspace(0, 1, 50).view(1, 1, 50)
+    >>> warped = TimeWarp(strength=0.5)(ramp, torch.Generator().manual_seed(0))
+    >>> bool((warped.diff() >= 0).all()), float(warped[0, 0, 0]), float(warped[0, 0, -1])
+    (True, 0.0, 1.0)
+    """
+
+    def __init__(self, strength=0.2, n_knots=4, interpolation="linear"):
+        self.strength = strength
+        self.n_knots = n_knots
+        self.interpolation = interpolation
+
+    def __call__(self, x, generator):
+        if not 0 <= self.strength < 1:
+            raise ValueError(f"strength must lie in [0, 1); got {self.strength}.")
+        n, _, length = x.shape
+        segments = self.n_knots + 1
+        speed = _uniform(
+            n * segments, 1 - self.strength, 1 + self.strength, generator, x.device
+        ).view(n, segments).to(x.dtype)
+        knots = torch.cat([speed.new_zeros(n, 1), speed.cumsum(1)], dim=1)
+        knots = knots / knots[:, -1:] * (length - 1)
+        # Piecewise-linear warp through the knots, evaluated at every sample.
+        positions = F.interpolate(knots[:, None], size=length, mode="linear", align_corners=True)
+        return _resample(x, positions[:, 0], self.interpolation)
+
+
+class LinearTrend(Perturbation):
+    """Add a random straight line to each series (baseline drift).
+
+    Each channel of each series gets the line ``a * (t - 1/2)``, ``t`` going
+    from 0 to 1 over the series, with a slope ``a`` uniform in
+    ``[-scale, scale]`` times the standard deviation of that channel across
+    the batch and time, so the same ``scale`` fits series of any unit. All
+    channels of a series share the draw of ``a / scale``.
+
+    Parameters
+    ----------
+    scale : float, default=0.5
+        Largest rise from start to end, relative to the spread of the data.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_iic.perturbations import LinearTrend
+    >>> x = torch.randn(4, 1, 30)
+    >>> drift = LinearTrend(0.5)(x, torch.Generator().manual_seed(0)) - x
+    >>> bool((drift.diff(dim=2).std(dim=2) < 1e-5).all())  # straight lines
+    True
+    """
+
+    def __init__(self, scale=0.5):
+        self.scale = scale
+
+    def __call__(self, x, generator):
+        n, _, length = x.shape
+        spread = x.std(dim=(0, 2), unbiased=False, keepdim=True)
+        slope = _uniform(n, -self.scale, self.scale, generator, x.device).to(x.dtype)
+        line = torch.linspace(-0.5, 0.5, length, device=x.device, dtype=x.dtype)
+        return x + slope.view(n, 1, 1) * spread * line
 
 
 def default_perturbation(*, kind="table"):
