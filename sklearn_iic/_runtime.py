@@ -23,9 +23,10 @@ import torch
 from sklearn.utils import check_random_state
 
 # Multiply-adds of a training step that pay for one more thread. On 2 cores,
-# digits as 64 features (about 2e7 by the estimate of _plan.step_work) ran no
-# faster on 2 threads than on 1 (2.3-3.3 s against 2.9-3.0 s for 20 epochs),
-# and up to 20 times slower when other processes shared the cores.
+# a default fit of digits as 64 features (about 2e7 by the estimate of
+# _plan.step_work) took 6.3 s on 2 threads and 7.4 s on 1 on a quiet machine,
+# and 2 threads were up to 20 times slower when other processes shared the
+# cores (10 epochs: 190 s against 9.3 s).
 WORK_PER_THREAD = 2.5e7
 # Multiply-adds of a prediction batch that pay for one more thread.
 _PREDICT_WORK_PER_THREAD = 1e8
