@@ -101,18 +101,19 @@ def idle_cores():
     """Cores that other processes leave idle, counted over 50 ms (Linux), else all cores."""
     try:
         before = _cpu_times()
-        own = time.process_time()
+        own, start = time.process_time(), time.perf_counter()
         time.sleep(_LOAD_INTERVAL)
         after = _cpu_times()
-        own = time.process_time() - own
+        own, elapsed = time.process_time() - own, time.perf_counter() - start
     except OSError:
         return joblib.cpu_count()
     busy, total = after[0] - before[0], after[1] - before[1]
     n_cpus = os.cpu_count() or 1
     if total <= 0:
         return joblib.cpu_count()
-    # Busy cores of others: all busy time but this process's, in cores.
-    others = max(0.0, busy / total * n_cpus - own / _LOAD_INTERVAL)
+    # Busy cores of others: all busy time but this process's, in cores (over
+    # the time actually slept, which a busy machine stretches).
+    others = max(0.0, busy / total * n_cpus - own / elapsed)
     return max(1, min(joblib.cpu_count(), round(n_cpus - others)))
 
 
