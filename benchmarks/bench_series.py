@@ -2,14 +2,16 @@
 
 Usage:
     python benchmarks/bench_series.py [--datasets mnist1d GunPoint ...] [--seeds 3]
-        [--methods IIC KMeans ...] [--output FILE]
+        [--methods IICClustering KMeans ...] [--params JSON] [--output FILE]
 
 Data, all offline: mnist1d (``make_dataset(get_dataset_args())``: the 4000 train
 and 1000 test series of length 40, 10 classes) and the UCR sets GunPoint,
 ArrowHead, ItalyPowerDemand and BasicMotions read from the files inside the
 aeon wheel (TRAIN and TEST concatenated). Every series is z-normalised per
-channel. Baselines: KMeans on the flattened series, aeon's KShape, and aeon's
-TimeSeriesKMeans with DTW. Prints a Markdown table (median and minimum over
+channel. IICClustering runs with its defaults on the (n, channels, length)
+arrays (``input_kind="series"``), or with ``--params``. Baselines: KMeans on
+the flattened series, aeon's KShape, and aeon's TimeSeriesKMeans with DTW.
+Prints a Markdown table (median and minimum over
 seeds of ARI, NMI and ACC, median fit time) and writes it to
 docs/benchmarks/series.md (or --output). The baselines are slow on the
 5000 series of mnist1d (minutes per fit for KShape and DTW k-means on two
@@ -28,19 +30,8 @@ import numpy as np
 import torch
 from _common import device_description, evaluate, markdown_table, summarise
 from sklearn.cluster import KMeans
-from torch import nn
 
-from sklearn_iic import ConvNet1d, IICClustering
-from sklearn_iic.perturbations import (
-    AmplitudeScale,
-    Compose,
-    GaussianNoise,
-    LinearTrend,
-    Perturbation,
-    RandomShift,
-    TimeWarp,
-    WindowSlice,
-)
+from sklearn_iic import IICClustering
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "series.md"
 UCR = ("GunPoint", "ArrowHead", "ItalyPowerDemand", "BasicMotions")
@@ -84,126 +75,6 @@ class Flat:
         return self.model.fit_predict(X.reshape(len(X), -1))
 
 
-# -- temporary: IIC on flattened series -----------------------------------
-# Until IICClustering takes (n, channels, length) arrays itself, series are
-# passed as flat rows of channels * length values; the network and the
-# perturbation below put the series shape back. Replace iic_method by the
-# native call once the estimator accepts series.
-
-
-class PerturbFirstHalf(nn.Module):
-    """In training mode, perturb the first half of the batch (the samples ``x``).
-
-    The estimator trains on ``network(cat(x, g(x)))`` and perturbs only the
-    pair side. When ``g`` leaves a trace the network can see (noise on smooth
-    series, the seam of a circular shift), sub-heads learn "perturbed or
-    not": every ``x`` in one cluster and every ``g(x)`` in another, which the
-    symmetrised joint scores as a perfect pairing, so label-free head
-    selection picks them and the labels collapse. Perturbing ``x`` too
-    (independent draws, from torch's generator, which the estimator seeds)
-    removes the trace. Identity in evaluation mode.
-    """
-
-    def __init__(self, perturbation):
-        super().__init__()
-        self.perturbation = perturbation
-
-    def forward(self, x):
-        if not self.training:
-            return x
-        seed = int(torch.randint(2**62, (1,), device="cpu"))
-        generator = torch.Generator(device=x.device).manual_seed(seed)
-        half = len(x) // 2
-        return torch.cat([self.perturbation(x[:half], generator), x[half:]])
-
-
-class FlatSeriesNetwork:
-    """Factory: ConvNet1d on flat rows, reshaped to ``(channels, length)`` first.
-
-    With ``perturb_x``, the samples' own side of each training pair is
-    perturbed too (see :class:`PerturbFirstHalf`).
-    """
-
-    def __init__(self, shape, perturb_x=None, **kwargs):
-        self.shape = tuple(shape)
-        self.perturb_x = perturb_x
-        self.kwargs = kwargs
-
-    def __call__(self, input_shape, n_outputs):
-        layers = [nn.Unflatten(1, self.shape)]
-        if self.perturb_x is not None:
-            layers.append(PerturbFirstHalf(self.perturb_x))
-        layers.append(ConvNet1d(self.shape, n_outputs, **self.kwargs))
-        return nn.Sequential(*layers)
-
-
-class FlatSeriesPerturbation(Perturbation):
-    """Apply a series perturbation to flat rows of ``channels * length`` values."""
-
-    def __init__(self, perturbation, shape):
-        self.perturbation = perturbation
-        self.shape = tuple(shape)
-
-    def __call__(self, x, generator):
-        return self.perturbation(x.reshape(len(x), *self.shape), generator).reshape(len(x), -1)
-
-
-def series_perturbation(shift=0.2, shift_mode="edge", crop=None, warp=0.2,
-                        interpolation="linear", gain=(0.8, 1.2), trend=None, noise=0.1):
-    """The series perturbation the benchmark uses: a Compose of the series perturbations."""
-    steps = []
-    if shift:
-        steps.append(RandomShift(max_shift=shift, mode=shift_mode))
-    if crop:
-        steps.append(WindowSlice(scale=tuple(crop), interpolation=interpolation))
-    if warp:
-        steps.append(TimeWarp(strength=warp, interpolation=interpolation))
-    if gain:
-        steps.append(AmplitudeScale(scale=gain))
-    if trend:
-        steps.append(LinearTrend(trend))
-    if noise:
-        steps.append(GaussianNoise(noise))
-    return Compose(steps)
-
-
-# The IIC settings of the benchmark; iic_method(..., **overrides) changes them.
-# Measured on mnist1d (one seed, 10 epochs unless said): edge shifts 0.2 with
-# linear TimeWarp 0.2 gave ACC 0.14; circular shifts 0.30 (mnist1d's series are
-# translated circularly); adding LinearTrend(2.0) (its shear) 0.38; whole-sample
-# instead of interpolated shifts and no warp 0.50; the same at 30 epochs
-# 0.76/0.80/0.75 on seeds 0-2. Linear-interpolated warps blur the 40-sample
-# series (0.31); nearest-sample warps do not (0.50) and helped BasicMotions.
-IIC_SETTINGS = {
-    "network": {},  # ConvNet1d's defaults
-    "perturbation": {
-        "shift": 0.4, "shift_mode": "circular", "warp": 0.2, "interpolation": "nearest",
-        "gain": (0.8, 1.2), "trend": 2.0, "noise": 0.1,
-    },
-    "n_microclusters": None,
-    "pairs": "perturbation",
-    "n_epochs": "auto",
-}
-
-
-def iic_method(k, shape, seed, perturb_x=False, **overrides):
-    """IICClustering on series of shape ``(channels, length)`` (temporary flat wrapper).
-
-    ``perturb_x`` also perturbs the samples' side of each training pair,
-    inside the network (temporary too: for the estimator to do natively).
-    """
-    settings = {**IIC_SETTINGS, **overrides}
-    g = series_perturbation(**settings.pop("perturbation"))
-    network = FlatSeriesNetwork(
-        shape, perturb_x=g if perturb_x else None, **settings.pop("network")
-    )
-    perturbation = FlatSeriesPerturbation(g, shape)
-    return Flat(IICClustering(
-        k, network=network, perturbation=perturbation, whiten=False, random_state=seed,
-        **settings,
-    ))
-
-
 class Series:
     """Give aeon's clusterers float64 series of shape (n, channels, length)."""
 
@@ -214,12 +85,15 @@ class Series:
         return self.model.fit_predict(np.asarray(X, dtype=np.float64))
 
 
-def methods(k, shape):
+def methods(k, params):
     from aeon.clustering import KShape, TimeSeriesKMeans
 
+    iic = "IICClustering" + (f" {json.dumps(params)}" if params else "")
     return {
-        "IICClustering": lambda s: iic_method(k, shape, s),
-        "IIC, x perturbed too": lambda s: iic_method(k, shape, s, perturb_x=True),
+        iic: lambda s: IICClustering(k, input_kind="series", random_state=s, **params),
+        # The same estimator given flat rows: the defaults of tables (MLP,
+        # neighbour pairs), for series whose timing, not shape, tells classes apart.
+        "IICClustering, flat rows": lambda s: Flat(IICClustering(k, random_state=s)),
         "KMeans": lambda s: Flat(KMeans(k, n_init=10, random_state=s)),
         "KShape": lambda s: Series(KShape(n_clusters=k, random_state=s)),
         # DBA k-means in a Sakoe-Chiba band of 10% of the length; one
@@ -281,6 +155,9 @@ def main():
     parser.add_argument("--methods", nargs="+", default=None,
                         help="subset of the methods (default: all)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--params", type=json.loads, default={},
+                        help="IICClustering parameters as JSON, e.g. '{\"pairs\": \"both\"}' "
+                             "(default: its defaults)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--output", type=pathlib.Path, default=OUT,
                         help="Markdown file the table is written to")
@@ -299,9 +176,9 @@ def main():
         X, y = load(name)
         print(f"{name}: {X.shape[0]} series, {X.shape[1]} channel(s) of length {X.shape[2]}, "
               f"{len(np.unique(y))} classes", flush=True)
-        chosen = methods(len(np.unique(y)), X.shape[1:])
+        chosen = methods(len(np.unique(y)), args.params)
         if args.methods:
-            chosen = {m: f for m, f in chosen.items() if m in args.methods}
+            chosen = {m: f for m, f in chosen.items() if m.split(" {")[0] in args.methods}
         runs = {
             m: cached_evaluate(args.cache, f"{name}|{m}", make, X, y, range(args.seeds),
                                args.cached_only)

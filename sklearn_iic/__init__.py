@@ -1,12 +1,13 @@
 """Invariant Information Clustering (IIC) as a scikit-learn estimator."""
 
-from . import perturbations
+from . import datasets, perturbations
 from ._iic import IICClustering
 from ._loss import iic_loss
 from ._metric import Whitening
 from ._networks import MLP, ConvNet, ConvNet1d
 
 __all__ = [
-    "ConvNet", "ConvNet1d", "IICClustering", "MLP", "Whitening", "iic_loss", "perturbations",
+    "ConvNet", "ConvNet1d", "IICClustering", "MLP", "Whitening", "datasets", "iic_loss",
+    "perturbations",
 ]
 __version__ = "0.1.0"

@@ -21,6 +21,8 @@ from ._input import (
     as_tensor,
     check_input_shape,
     feature_scaling,
+    input_kind,
+    requested_kind,
     resolve_input_shape,
     validate_input,
 )
@@ -94,10 +96,12 @@ class IICClustering(ClusterMixin, BaseEstimator):
 
     network : nn.Module, callable or None, default=None
         The network mapping a batch to logits. ``None`` uses
-        :class:`~sklearn_iic.MLP` for feature vectors and
+        :class:`~sklearn_iic.MLP` for feature vectors,
+        :class:`~sklearn_iic.ConvNet1d` for series and
         :class:`~sklearn_iic.ConvNet` for images. A class or factory is
         called as ``network(input_shape, n_outputs)``, where ``input_shape``
-        is ``n_features`` or ``(channels, height, width)``. An
+        is ``n_features``, ``(channels, length)`` or ``(channels, height,
+        width)``. An
         :class:`~torch.nn.Module` instance is deep-copied before training,
         never trained in place; its output width must be ``n_outputs`` (see
         the error message). ``n_outputs`` is ``n_clusters`` times
@@ -110,17 +114,22 @@ class IICClustering(ClusterMixin, BaseEstimator):
         ``g(x, generator)`` on a batch tensor on the training device with a
         :class:`torch.Generator` that must provide all its randomness. A
         sequence is applied in order. ``"auto"`` uses
-        :class:`~sklearn_iic.perturbations.GaussianNoise` for feature vectors
-        and random affine maps, intensity jitter and noise for images (see
-        :mod:`sklearn_iic.perturbations`). ``None`` applies none, which only
-        makes sense with neighbour pairs.
+        :class:`~sklearn_iic.perturbations.GaussianNoise` for feature vectors,
+        random affine maps, intensity jitter and noise for images, and
+        circular shifts, time warps, amplitude scaling, a trend and noise for
+        series (see :func:`~sklearn_iic.perturbations.default_perturbation`).
+        On series it is applied to both members of a pair (independent
+        draws), so that no head can learn to tell perturbed series from
+        unperturbed ones. ``None`` applies none, which only makes sense with
+        neighbour pairs.
 
     pairs : {"auto", "perturbation", "neighbors", "both"}, default="auto"
         How the pair ``x'`` of a sample ``x`` is made: ``"perturbation"``,
         ``x' = g(x)``; ``"neighbors"``, one of the ``n_neighbors`` nearest
         neighbours of ``x`` drawn afresh each epoch (the perturbation is not
         applied); ``"both"``, ``g`` applied to such a neighbour. ``"auto"`` is
-        ``"both"``, which measured best on both feature vectors and images.
+        ``"both"``, which measured best on both feature vectors and images,
+        and ``"perturbation"`` for series.
 
     n_neighbors : int, default=10
         Neighbours per sample for neighbour pairs.
@@ -136,23 +145,42 @@ class IICClustering(ClusterMixin, BaseEstimator):
         not depend on the units of the features. Directions along which
         clusters are stretched then stop dominating the neighbourhoods (see
         the user guide). ``"auto"`` whitens feature vectors and leaves images
-        as they are, for the convnet; ``True`` on images raises an error.
+        as they are, for the convnet; ``True`` on images or series raises an
+        error. Series are standardised per channel (mean and standard
+        deviation over all series and time points) whatever ``whiten``.
+
+    input_kind : {"auto", "table", "image", "series"}, default="auto"
+        What a sample is. ``"auto"``: 2-D ``X`` holds feature vectors (or
+        flattened images or series, with ``image_shape`` or
+        ``series_shape``), 3-D and 4-D arrays hold images ``(n, height,
+        width)`` and ``(n, channels, height, width)``; a 3-D array whose
+        second axis is at most a quarter of its third, such as ``(n, 1,
+        150)``, warns that it may hold series. ``"series"``: 3-D arrays are
+        series in the ``(n_cases, n_channels, n_timepoints)`` layout of aeon,
+        sktime and tslearn, and 2-D rows are univariate series (or
+        ``series_shape``). ``"image"`` and ``"table"`` say so explicitly.
 
     image_shape : tuple of int or None, default=None
         ``(height, width)`` or ``(channels, height, width)`` of images given
         as flattened rows. Images may also be passed unflattened as arrays of
         shape ``(n, height, width)`` or ``(n, channels, height, width)``.
 
+    series_shape : tuple of int, int or None, default=None
+        ``(n_channels, n_timepoints)`` (or ``n_timepoints``) of series given
+        as flattened rows, channel after channel; implies
+        ``input_kind="series"``.
+
     n_microclusters : int, "auto" or None, default="auto"
         Clusters of the network's main head, merged greedily into
         ``n_clusters`` after training: at each step the two groups whose union
         loses the least mutual information between paired samples. ``"auto"``
         is ``max(50, 5 * n_clusters)`` (at most ``n_samples``) for feature
-        vectors and ``None`` for images; ``None`` (or ``n_clusters``) trains a
-        head of ``n_clusters`` directly, as in the IIC paper. Merging finds
-        clusters of any shape that gradient descent on an ``n_clusters`` head
-        misses (it settles on a split by a line on concentric circles); on
-        images it measured no better.
+        vectors and ``None`` for images and series; ``None`` (or
+        ``n_clusters``) trains a head of ``n_clusters`` directly, as in the
+        IIC paper. Merging finds clusters of any shape that gradient descent
+        on an ``n_clusters`` head misses (it settles on a split by a line on
+        concentric circles); on images and on mnist1d series it measured no
+        better.
 
     overclustering : float, default=0
         If positive, an auxiliary head with ``round(overclustering *
@@ -190,10 +218,13 @@ class IICClustering(ClusterMixin, BaseEstimator):
         when the epochs ran out first.
 
     n_iter_no_change : int, default=20
-        Epochs without improvement by ``tol`` after which training stops (at
-        most half of ``n_epochs``, so that short budgets can converge).
-        With 10, one iris seed in three stopped at epoch 79 with ARI 0.76
-        instead of 0.92 after 100 epochs; 20 kept all three.
+        Epochs without improvement by ``tol`` after which training stops:
+        at least as many epochs as make 100 optimiser steps (on small data an
+        epoch is a single step, and IIC can rest on uninformative
+        assignments for tens of steps before it finds structure), and at
+        most half of ``n_epochs``, so that short budgets can converge. With
+        10, one iris seed in three stopped at epoch 79 with ARI 0.76 instead
+        of 0.92 after 100 epochs; 20 kept all three.
 
     learning_rate : float, default=1e-3
         Adam's learning rate.
@@ -236,7 +267,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
         of the training data, by which feature vectors are standardised in
         float64 before anything else when whitened (``None`` otherwise). With
         them, and the whitening, the labels do not depend on the units of the
-        features.
+        features. For series, those of each channel over all its time points,
+        repeated along time.
 
     best_head_ : int
         Index of the main sub-head used for labels.
@@ -265,8 +297,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
         Names of features seen during fit, when X has string column names.
 
     input_shape_ : int or tuple of int
-        ``n_features_in_`` for feature vectors, ``(channels, height, width)``
-        for images.
+        ``n_features_in_`` for feature vectors, ``(channels, length)`` for
+        series, ``(channels, height, width)`` for images.
 
     See Also
     --------
@@ -299,7 +331,9 @@ class IICClustering(ClusterMixin, BaseEstimator):
         "pairs": [StrOptions({"auto", "perturbation", "neighbors", "both"})],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "whiten": ["boolean", StrOptions({"auto"})],
+        "input_kind": [StrOptions({"auto", "table", "image", "series"})],
         "image_shape": [None, tuple],
+        "series_shape": [None, tuple, Interval(Integral, 1, None, closed="left")],
         "n_microclusters": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "overclustering": [Interval(Real, 0, None, closed="left")],
         "n_subheads": [Interval(Integral, 1, None, closed="left")],
@@ -325,7 +359,9 @@ class IICClustering(ClusterMixin, BaseEstimator):
         pairs="auto",
         n_neighbors=10,
         whiten="auto",
+        input_kind="auto",
         image_shape=None,
+        series_shape=None,
         n_microclusters="auto",
         overclustering=0,
         n_subheads=5,
@@ -347,7 +383,9 @@ class IICClustering(ClusterMixin, BaseEstimator):
         self.pairs = pairs
         self.n_neighbors = n_neighbors
         self.whiten = whiten
+        self.input_kind = input_kind
         self.image_shape = image_shape
+        self.series_shape = series_shape
         self.n_microclusters = n_microclusters
         self.overclustering = overclustering
         self.n_subheads = n_subheads
@@ -369,9 +407,10 @@ class IICClustering(ClusterMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), or images of shape \
-                (n_samples, height, width) or (n_samples, channels, height, width)
-            Training data.
+        X : array-like of shape (n_samples, n_features), images of shape \
+                (n_samples, height, width) or (n_samples, channels, height, width), \
+                or series of shape (n_samples, n_channels, n_timepoints)
+            Training data (see ``input_kind``).
         y : Ignored
             Not used, present for API consistency by convention.
 
@@ -382,14 +421,17 @@ class IICClustering(ClusterMixin, BaseEstimator):
         """
         with _unchanged_on_failure(self):
             with _phase("fit.validate"):
-                X, array_shape = validate_input(self, X, reset=True)
-                input_shape = resolve_input_shape(self.image_shape, array_shape, X.shape[1])
+                kind, declared_shape = requested_kind(
+                    self.input_kind, self.image_shape, self.series_shape
+                )
+                X, array_shape = validate_input(self, X, reset=True, kind=kind)
+                input_shape = resolve_input_shape(kind, declared_shape, array_shape, X.shape[1])
             with _phase("fit.plan"):
                 plan = make_plan(self.get_params(deep=False), input_shape, X.shape[0])
-            # Whitened features are standardised first, in float64: the network,
-            # the pairs and the perturbation then see the same numbers whatever
-            # the units of the features.
-            scaling = feature_scaling(X) if plan.whiten else None
+            # Whitened features, and series, are standardised first, in float64:
+            # the network, the pairs and the perturbation then see the same
+            # numbers whatever the units of the data.
+            scaling = feature_scaling(X, input_shape) if plan.standardize else None
             with runtime(plan.n_threads, seed=plan.seed, device=plan.device):
                 X_tensor = as_tensor(X, input_shape, plan.device, scaling)
                 with _phase("fit.network"):
@@ -411,7 +453,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
                         )
                 sampler = PairSampler(
                     X_tensor, perturbation=plan.perturbation, neighbors=neighbors,
-                    n_repeats=plan.n_repeats, generator=generator,
+                    n_repeats=plan.n_repeats, generator=generator, perturb_x=plan.perturb_x,
                 )
                 with _phase("fit.train"):
                     loss_curve, converged = train(
@@ -455,7 +497,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or images
+        X : array-like of shape (n_samples, n_features), images or series
             New data, shaped as in :meth:`fit`.
 
         Returns
@@ -486,7 +528,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or images
+        X : array-like of shape (n_samples, n_features), images or series
             New data, shaped as in :meth:`fit`.
 
         Returns
@@ -514,7 +556,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or images
+        X : array-like of shape (n_samples, n_features), images or series
             Data to score (at least 2 samples).
         y : Ignored
             Not used, present for API consistency by convention.
@@ -541,6 +583,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
             sampler = PairSampler(
                 X_tensor, perturbation=plan.perturbation, neighbors=neighbors,
                 n_repeats=plan.n_repeats, generator=generator, pool=pool,
+                perturb_x=plan.perturb_x,
             )
             (joint,) = pair_joints(
                 network, sampler, plan.heads, plan.eval_batch_size,
@@ -550,7 +593,9 @@ class IICClustering(ClusterMixin, BaseEstimator):
 
     def _validate_fitted_input(self, X):
         check_is_fitted(self)
-        X, array_shape = validate_input(self, X, reset=False)
+        X, array_shape = validate_input(
+            self, X, reset=False, kind=input_kind(self.input_shape_)
+        )
         check_input_shape(array_shape, self.input_shape_, type(self).__name__)
         return X
 

@@ -19,12 +19,43 @@ def _blocks(X):
     return (slice(start, start + rows) for start in range(0, X.shape[0], rows))
 
 
-def validate_input(estimator, X, *, reset):
+# Kinds of input and the array layouts they take (beyond 2-D rows).
+KINDS = ("table", "image", "series")
+# A 3-D array given without input_kind is read as greyscale images
+# (n, height, width); one whose "height" is at most a quarter of its "width"
+# is more likely aeon's (n_cases, n_channels, n_timepoints), hence a warning.
+_SERIES_LIKE_ASPECT = 4
+
+
+def requested_kind(input_kind, image_shape, series_shape):
+    """The kind of input the parameters ask for, and the sample shape they declare.
+
+    Returns ``(kind, declared_shape)``: ``kind`` is ``"auto"`` when neither
+    ``input_kind`` nor a declared shape says; ``declared_shape`` is
+    ``image_shape`` or ``series_shape`` (or None). Contradictions raise.
+    """
+    if image_shape is not None and series_shape is not None:
+        raise ValueError("Give image_shape or series_shape, not both.")
+    if image_shape is not None:
+        declared, name, shape = "image", "image_shape", image_shape
+    elif series_shape is not None:
+        declared, name, shape = "series", "series_shape", series_shape
+    else:
+        return input_kind, None
+    if input_kind not in ("auto", declared):
+        raise ValueError(f"{name} is given, but input_kind={input_kind!r}.")
+    return declared, shape
+
+
+def validate_input(estimator, X, *, reset, kind="auto"):
     """Validate ``X`` as scikit-learn does; return it as 2-D rows and the array's shape per sample.
 
-    Arrays of 3 or 4 dimensions are images ``(n, height, width)`` or
-    ``(n, channels, height, width)``; the returned shape per sample is then
-    ``(channels, height, width)``, else ``None``.
+    Arrays of 3 or 4 dimensions are unflattened samples, read according to
+    ``kind``: images ``(n, height, width)`` or ``(n, channels, height,
+    width)``, whose shape per sample is then ``(channels, height, width)``;
+    or series ``(n, channels, length)``, whose shape per sample is
+    ``(channels, length)``. ``"auto"`` reads 3-D arrays as images, warning
+    when they look like series. For 2-D rows the shape returned is ``None``.
     """
     array_shape = None
     if hasattr(X, "iloc") and X.shape[1] == 0:  # scikit-learn's message for it names no shape
@@ -34,15 +65,43 @@ def validate_input(estimator, X, *, reset):
         if X.ndim in (3, 4) and X.size == 0:
             raise ValueError(f"Found an empty array of shape {X.shape}; IIC needs samples.")
         if X.ndim in (3, 4):
-            array_shape = X.shape[1:] if X.ndim == 4 else (1,) + X.shape[1:]
+            array_shape = _sample_shape(X.shape, kind)
             X = X.reshape(X.shape[0], -1)
         elif X.ndim > 4:
             raise ValueError(
-                "Expected 2-D features or images of shape (n, height, width) or "
-                f"(n, channels, height, width); got an array with {X.ndim} dimensions."
+                "Expected 2-D features, images of shape (n, height, width) or "
+                "(n, channels, height, width), or series of shape (n, channels, length); "
+                f"got an array with {X.ndim} dimensions."
             )
     X = validate_data(estimator, X, reset=reset, dtype=[np.float32, np.float64])
     return X, array_shape
+
+
+def _sample_shape(shape, kind):
+    """Shape of one sample of an array of shape ``shape`` (3-D or 4-D), read as ``kind``."""
+    if kind == "table":
+        raise ValueError(
+            f"X has {len(shape)} dimensions (shape {shape}), but the estimator takes "
+            "feature vectors here (2-D X): input_kind='table', or fitted on features."
+        )
+    if kind == "series":
+        if len(shape) == 4:
+            raise ValueError(
+                f"Series are (n_cases, n_channels, n_timepoints) arrays; got shape {shape}."
+            )
+        return shape[1:]
+    if len(shape) == 4:
+        return shape[1:]
+    if kind == "auto" and shape[1] * _SERIES_LIKE_ASPECT <= shape[2]:
+        warnings.warn(
+            f"X of shape {shape} is read as greyscale images of height {shape[1]} and "
+            f"width {shape[2]}. If it holds series in the (n_cases, n_channels, "
+            "n_timepoints) layout of aeon, sktime and tslearn, pass input_kind='series'; "
+            "pass input_kind='image' to silence this warning.",
+            UserWarning,
+            stacklevel=5,  # the caller of fit
+        )
+    return (1,) + shape[1:]
 
 
 def _check_float32_range(X):
@@ -66,57 +125,94 @@ def _check_float32_range(X):
             )
 
 
-def resolve_input_shape(image_shape, array_shape, n_features):
-    """Shape of one sample: ``n_features``, or ``(channels, height, width)`` for images."""
-    if image_shape is None:
+def resolve_input_shape(kind, declared_shape, array_shape, n_features):
+    """Shape of one sample: ``n_features``, ``(channels, length)`` or ``(channels, height, width)``.
+
+    ``kind`` and ``declared_shape`` come from :func:`requested_kind`,
+    ``array_shape`` from :func:`validate_input`.
+    """
+    if kind == "table" or (kind == "auto" and declared_shape is None):
         return array_shape if array_shape is not None else n_features
-    shape = tuple(image_shape)
-    if len(shape) == 2:
-        shape = (1,) + shape
-    if len(shape) != 3 or int(np.prod(shape)) != n_features:
+    if kind == "image":
+        name, dims = "image_shape", 3
+        if declared_shape is None and array_shape is None:
+            raise ValueError(
+                "input_kind='image' needs image arrays of shape (n, height, width) or "
+                "(n, channels, height, width), or image_shape for flattened rows."
+            )
+    else:
+        name, dims = "series_shape", 2
+        if declared_shape is None:
+            return array_shape if array_shape is not None else (1, n_features)
+    if declared_shape is None:
+        return array_shape
+    shape = (declared_shape,) if isinstance(declared_shape, (int, np.integer)) else declared_shape
+    shape = tuple(int(d) for d in shape)
+    shape = (1,) * (dims - len(shape)) + shape
+    if len(shape) != dims or int(np.prod(shape)) != n_features:
         raise ValueError(
-            f"image_shape={image_shape} does not match the {n_features} features of X."
+            f"{name}={declared_shape} does not match the {n_features} features of X."
         )
     if array_shape is not None and array_shape != shape:
-        raise ValueError(f"image_shape={image_shape} does not match images of shape {array_shape}.")
+        raise ValueError(
+            f"{name}={declared_shape} does not match {kind.rstrip('s')}s of shape "
+            f"{array_shape}."
+        )
     return shape
 
 
 def check_input_shape(array_shape, fitted_shape, name):
-    """Images given to a fitted model must have the shape it was fitted on."""
+    """Images or series given to a fitted model must have the shape it was fitted on."""
     if array_shape is not None and array_shape != fitted_shape:
         raise ValueError(
-            f"X holds images of shape {array_shape}, but {name} was fitted on input "
+            f"X holds samples of shape {array_shape}, but {name} was fitted on input "
             f"of shape {fitted_shape}."
         )
 
 
-def feature_scaling(X):
+def feature_scaling(X, input_shape=None):
     """Mean and standard deviation of each feature, in float64 (1 for constant features).
 
     Computed relative to each feature's largest magnitude, so that values up
     to float64's range neither overflow nor lose their spread; a feature
     whose spread is within rounding of its mean (as scikit-learn's
-    StandardScaler decides) counts as constant.
+    StandardScaler decides) counts as constant. For series (``input_shape``
+    ``(channels, length)``) the statistics are those of each channel over
+    all its time points, repeated along time: every time point of a channel
+    is then scaled alike, and the series keep their shape.
     """
-    n_samples = X.shape[0]
-    peak = np.zeros(X.shape[1])
+    # Values as (rows, groups, length): a group is a feature (length 1) or a channel.
+    series = isinstance(input_shape, tuple) and input_kind(input_shape) == "series"
+    groups = input_shape if series else (X.shape[1], 1)
+    count = X.shape[0] * groups[1]
+
+    def values(block):
+        return X[block].reshape(-1, *groups)
+
+    peak = np.zeros(groups[0])
     for block in _blocks(X):
-        peak = np.maximum(peak, np.abs(X[block]).max(axis=0))
+        peak = np.maximum(peak, np.abs(values(block)).max(axis=(0, 2)))
     peak[peak == 0] = 1.0
-    total = np.zeros(X.shape[1])
+    total = np.zeros(groups[0])
     for block in _blocks(X):
-        total += (X[block] / peak).sum(axis=0)
-    mean = total / n_samples
-    squares = np.zeros(X.shape[1])
+        total += (values(block) / peak[:, None]).sum(axis=(0, 2))
+    mean = total / count
+    squares = np.zeros(groups[0])
     for block in _blocks(X):
-        centred = X[block] / peak - mean
-        squares += (centred * centred).sum(axis=0)
-    variance = squares / n_samples
+        centred = values(block) / peak[:, None] - mean[:, None]
+        squares += (centred * centred).sum(axis=(0, 2))
+    variance = squares / count
     eps = np.finfo(np.float64).eps
-    constant = variance <= n_samples * eps * variance + (n_samples * mean * eps) ** 2
+    constant = variance <= count * eps * variance + (count * mean * eps) ** 2
     scale = np.where(constant, 1.0, np.sqrt(variance) * peak)
-    return mean * peak, scale
+    return np.repeat(mean * peak, groups[1]), np.repeat(scale, groups[1])
+
+
+def input_kind(input_shape):
+    """``"table"`` for an int shape, ``"series"`` for a 2-tuple, ``"image"`` for a 3-tuple."""
+    if isinstance(input_shape, int):
+        return "table"
+    return "series" if len(input_shape) == 2 else "image"
 
 
 def as_tensor(X, input_shape, device, scaling=None):

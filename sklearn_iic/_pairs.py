@@ -125,8 +125,9 @@ class PairSampler:
 
     ``x'`` is ``x`` itself or, with ``neighbors``, one of its nearest
     neighbours drawn afresh at every call; ``perturbation`` is then applied to
-    ``x'``. With ``n_repeats > 1`` every sample appears that many times in the
-    batch, each time against an independent draw.
+    ``x'``, and with ``perturb_x`` to ``x`` too (an independent draw). With
+    ``n_repeats > 1`` every sample appears that many times in the batch, each
+    time against an independent draw.
 
     Parameters
     ----------
@@ -141,11 +142,18 @@ class PairSampler:
         Source of all randomness, on the training device.
     pool : torch.Tensor or None, default=None
         The samples that ``neighbors`` index; ``X`` itself when None.
+    perturb_x : bool, default=False
+        Perturb the sample side too. When ``g`` leaves a trace the network can
+        see (the seam of a circular shift, noise on a smooth series), heads
+        perturbed on one side only can learn "perturbed or not", which the
+        symmetric joint scores as a perfect pairing.
     """
 
-    def __init__(self, X, *, perturbation, neighbors, n_repeats, generator, pool=None):
+    def __init__(self, X, *, perturbation, neighbors, n_repeats, generator, pool=None,
+                 perturb_x=False):
         self.X = X
         self.perturbation = perturbation
+        self.perturb_x = perturb_x
         self.neighbors = neighbors
         self.n_repeats = n_repeats
         self.generator = generator
@@ -168,4 +176,6 @@ class PairSampler:
             partner = self.pool[self.neighbors[indices, choice].long()]
         if self.perturbation is not None:
             partner = self.perturbation(partner, self.generator)
+            if self.perturb_x:
+                x = self.perturbation(x, self.generator)
         return x, partner

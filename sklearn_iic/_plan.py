@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 import torch
 
+from ._input import input_kind
 from ._runtime import resolve_device, seed_from, training_threads
 from ._training import Heads
 from .perturbations import Compose, default_perturbation
@@ -37,6 +38,18 @@ _MAX_JOINT_PASSES = 50
 _AUTO_STEPS = 800
 _MIN_AUTO_EPOCHS, _MAX_AUTO_EPOCHS = 10, 100
 
+# pairs="auto": a perturbed nearest neighbour measured best on feature
+# vectors and images. On series, SEE_SERIES.
+_AUTO_PAIRS = {"table": "both", "image": "both", "series": "perturbation"}
+
+# n_iter_no_change counts epochs, but on small data an epoch is one step, and
+# IIC can sit on the uniform, uninformative assignment for tens of steps
+# before it finds structure: ArrowHead (211 series, one step per epoch) stayed
+# there from step 3 to 25, so a patience of 20 epochs stopped it at epoch 26
+# with ARI 0.00, against 0.35 after 100 epochs. Patience is therefore at least
+# this many optimiser steps (within half the epoch budget).
+_MIN_PATIENCE_STEPS = 100
+
 # Entries of one head's pair joint (float32): beyond this a head cannot be
 # held, merged or scored in reasonable memory (2**26 entries: 256 MiB).
 _MAX_JOINT_ENTRIES = 2**26
@@ -52,10 +65,13 @@ _INTEGER_PARAMETERS = (
 class Plan:
     """Every setting of one fit, resolved: what ``fit`` runs, ``predict`` and ``score`` read.
 
-    ``input_shape`` is ``n_features`` (an int) for feature vectors and
-    ``(channels, height, width)`` for images. ``pairs`` is ``"perturbation"``,
-    ``"neighbors"`` or ``"both"``; ``perturbation`` the callable applied to
-    the pair side (``None`` for neighbour pairs alone). ``batch_size`` is the
+    ``input_shape`` is ``n_features`` (an int) for feature vectors,
+    ``(channels, length)`` for series and ``(channels, height, width)`` for
+    images. ``pairs`` is ``"perturbation"``, ``"neighbors"`` or ``"both"``;
+    ``perturbation`` the callable applied to the pair side (``None`` for
+    neighbour pairs alone), and to the sample side too when ``perturb_x``.
+    ``standardize``: features (tables) or channels (series) are standardised
+    before anything else. ``batch_size`` is the
     training batch (at most ``n_samples``); ``eval_batch_size`` the pairs per
     forward pass when joints are summed over several passes of the data.
     """
@@ -66,7 +82,9 @@ class Plan:
     seed: int
     pairs: str
     perturbation: object
+    perturb_x: bool
     n_neighbors: int
+    standardize: bool
     whiten: bool
     heads: Heads
     n_repeats: int
@@ -95,11 +113,6 @@ class Plan:
         return joint_passes(n_samples, self.heads.main_size)
 
 
-def input_kind(input_shape):
-    """``"table"`` for an int shape (feature vectors), ``"image"`` for a 3-tuple."""
-    return "table" if isinstance(input_shape, int) else "image"
-
-
 def joint_passes(n_samples, n_columns):
     pairs = _PAIRS_PER_CELL * n_columns**2
     return int(np.clip(-(-pairs // n_samples), 1, _MAX_JOINT_PASSES))
@@ -114,7 +127,8 @@ def make_plan(params, input_shape, n_samples):
         The estimator's hyper-parameters, already validated one by one by
         scikit-learn's parameter constraints.
     input_shape : int or tuple of int
-        Shape of one sample: ``n_features``, or ``(channels, height, width)``.
+        Shape of one sample: ``n_features``, ``(channels, length)`` or
+        ``(channels, height, width)``.
     n_samples : int
 
     Returns
@@ -131,7 +145,8 @@ def make_plan(params, input_shape, n_samples):
             "(and IIC needs at least 2 samples)."
         )
     kind = input_kind(input_shape)
-    pairs = "both" if params["pairs"] == "auto" else params["pairs"]
+    pairs = _AUTO_PAIRS[kind] if params["pairs"] == "auto" else params["pairs"]
+    whiten = _whiten(params["whiten"], kind)
     heads = _heads(params, kind, n_samples)
     batch_size = min(params["batch_size"], n_samples)
     n_epochs = _n_epochs(params["n_epochs"], n_samples, params["batch_size"])
@@ -142,8 +157,10 @@ def make_plan(params, input_shape, n_samples):
         seed=seed_from(params["random_state"]),
         pairs=pairs,
         perturbation=_perturbation(params["perturbation"], pairs, kind),
+        perturb_x=kind == "series" and pairs != "neighbors",
         n_neighbors=min(params["n_neighbors"], n_samples - 1),
-        whiten=_whiten(params["whiten"], kind),
+        standardize=whiten or kind == "series",
+        whiten=whiten,
         heads=heads,
         n_repeats=params["n_repeats"],
         lamb=params["lamb"],
@@ -155,9 +172,7 @@ def make_plan(params, input_shape, n_samples):
             step_work(input_shape, batch_size * params["n_repeats"], heads.n_outputs)
         ),
         tol=params["tol"],
-        # A budget shorter than the patience could never converge: the
-        # automatic 10 epochs of large data would warn on every fit.
-        n_iter_no_change=min(params["n_iter_no_change"], max(1, n_epochs // 2)),
+        n_iter_no_change=_patience(params["n_iter_no_change"], n_epochs, n_samples, batch_size),
         joint_passes=joint_passes(n_samples, heads.main_size),
         compile=params["compile"],
         verbose=params["verbose"],
@@ -186,8 +201,8 @@ def _whiten(whiten, kind):
         return kind == "table"
     if whiten and kind != "table":
         raise ValueError(
-            "whiten=True applies to feature vectors; images are fed to the "
-            "network as they are. Use whiten='auto' or False."
+            f"whiten=True applies to feature vectors, not {kind}s, which the convnet "
+            "takes as they are. Use whiten='auto' or False."
         )
     return bool(whiten)
 
@@ -196,7 +211,7 @@ def _n_microclusters(params, kind, n_samples):
     n_clusters, n_micro = params["n_clusters"], params["n_microclusters"]
     # "auto" merges for feature vectors only: on images a head trained on
     # n_clusters directly measured as well on digits (ACC 0.950 both) and
-    # better on MNIST-5k (0.967 against 0.955 with merging).
+    # better on MNIST-5k (0.967 against 0.955 with merging); on series too.
     if n_micro is None or (n_micro == "auto" and kind != "table"):
         return n_clusters
     if n_micro == "auto":
@@ -233,6 +248,14 @@ def _heads(params, kind, n_samples):
     return Heads(n_micro, n_over, params["n_subheads"])
 
 
+def _patience(n_iter_no_change, n_epochs, n_samples, batch_size):
+    n_batches = -(-n_samples // batch_size)
+    patience = max(n_iter_no_change, -(-_MIN_PATIENCE_STEPS // n_batches))
+    # A budget shorter than the patience could never converge: the
+    # automatic 10 epochs of large data would warn on every fit.
+    return min(patience, max(1, n_epochs // 2))
+
+
 def _n_epochs(n_epochs, n_samples, batch_size):
     if n_epochs != "auto":
         return n_epochs
@@ -243,8 +266,9 @@ def _n_epochs(n_epochs, n_samples, batch_size):
 def step_work(input_shape, rows, n_outputs):
     """Rough multiply-adds of a forward pass of ``rows`` samples through the first layers.
 
-    An MLP's 256-wide layers, or a convnet's 32-channel 3x3 convolution per
-    pixel: a measure of the work of a step, to choose threads by.
+    An MLP's 256-wide layers, a convnet's 32-channel 3x3 convolution per
+    pixel, or a 1-D convnet's 5-wide one per time point: a measure of the
+    work of a step, to choose threads by.
     """
     n_features = int(np.prod(input_shape))
     if input_kind(input_shape) == "table":

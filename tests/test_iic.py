@@ -289,7 +289,7 @@ def test_image_input_shapes(digits):
     np.testing.assert_array_equal(a.labels_, c.labels_)
     # Flattened rows and images predict alike.
     np.testing.assert_array_equal(a.predict(images), a.predict(X))
-    with pytest.raises(ValueError, match="images of shape"):
+    with pytest.raises(ValueError, match="holds samples of shape \\(1, 4, 16\\), but"):
         a.predict(X.reshape(-1, 4, 16))
     with pytest.raises(ValueError, match="image_shape=\\(7, 7\\) does not match"):
         IICClustering(image_shape=(7, 7), n_epochs=1).fit(X)

@@ -1,9 +1,17 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 from sklearn_iic import IICClustering
-from sklearn_iic._input import as_tensor, feature_scaling, resolve_input_shape, validate_input
+from sklearn_iic._input import (
+    as_tensor,
+    feature_scaling,
+    requested_kind,
+    resolve_input_shape,
+    validate_input,
+)
 
 
 def test_images_are_flattened_with_their_shape():
@@ -19,13 +27,66 @@ def test_images_are_flattened_with_their_shape():
 
 
 def test_resolve_input_shape():
-    assert resolve_input_shape(None, None, 7) == 7
-    assert resolve_input_shape(None, (1, 8, 8), 64) == (1, 8, 8)
-    assert resolve_input_shape((8, 8), None, 64) == (1, 8, 8)
-    with pytest.raises(ValueError, match="does not match the 63 features"):
-        resolve_input_shape((8, 8), None, 63)
+    assert resolve_input_shape("auto", None, None, 7) == 7
+    assert resolve_input_shape("auto", None, (1, 8, 8), 64) == (1, 8, 8)
+    assert resolve_input_shape("image", (8, 8), None, 64) == (1, 8, 8)
+    with pytest.raises(ValueError, match="image_shape=\\(8, 8\\) does not match the 63 features"):
+        resolve_input_shape("image", (8, 8), None, 63)
     with pytest.raises(ValueError, match="does not match images of shape"):
-        resolve_input_shape((4, 16), (1, 8, 8), 64)
+        resolve_input_shape("image", (4, 16), (1, 8, 8), 64)
+    with pytest.raises(ValueError, match="needs image arrays .* or image_shape"):
+        resolve_input_shape("image", None, None, 64)
+
+
+def test_series_shapes():
+    # Flat rows are univariate series unless a shape is declared.
+    assert resolve_input_shape("series", None, None, 40) == (1, 40)
+    assert resolve_input_shape("series", (2, 20), None, 40) == (2, 20)
+    assert resolve_input_shape("series", (40,), None, 40) == (1, 40)
+    assert resolve_input_shape("series", 40, None, 40) == (1, 40)
+    assert resolve_input_shape("series", None, (3, 10), 30) == (3, 10)
+    with pytest.raises(ValueError, match="series_shape=\\(3, 20\\) does not match the 40"):
+        resolve_input_shape("series", (3, 20), None, 40)
+    with pytest.raises(ValueError, match="does not match series of shape"):
+        resolve_input_shape("series", (10, 3), (3, 10), 30)
+    est = IICClustering()
+    X, shape = validate_input(est, np.zeros((5, 3, 10)), reset=True, kind="series")
+    assert X.shape == (5, 30) and shape == (3, 10)
+    with pytest.raises(ValueError, match="Series are \\(n_cases, n_channels, n_timepoints\\)"):
+        validate_input(est, np.zeros((5, 1, 3, 10)), reset=True, kind="series")
+    with pytest.raises(ValueError, match="X has 3 dimensions .* feature vectors"):
+        validate_input(est, np.zeros((5, 3, 10)), reset=True, kind="table")
+
+
+def test_requested_kind_from_parameters():
+    assert requested_kind("auto", None, None) == ("auto", None)
+    assert requested_kind("auto", (8, 8), None) == ("image", (8, 8))
+    assert requested_kind("series", None, (2, 5)) == ("series", (2, 5))
+    with pytest.raises(ValueError, match="image_shape or series_shape, not both"):
+        requested_kind("auto", (8, 8), (2, 32))
+    with pytest.raises(ValueError, match="series_shape is given, but input_kind='image'"):
+        requested_kind("image", None, (2, 32))
+
+
+def test_series_like_3d_arrays_warn_unless_the_kind_is_given():
+    est = IICClustering()
+    with pytest.warns(UserWarning, match="input_kind='series'"):
+        _, shape = validate_input(est, np.zeros((5, 1, 100)), reset=True)
+    assert shape == (1, 1, 100)  # still images, as documented
+    with pytest.warns(UserWarning, match="read as greyscale images of height 6"):
+        validate_input(est, np.zeros((5, 6, 100)), reset=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate_input(est, np.zeros((5, 8, 8)), reset=True)  # square: images
+        validate_input(est, np.zeros((5, 1, 100)), reset=True, kind="image")
+
+
+def test_series_are_standardised_per_channel():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3, 20)) * np.array([1, 10, 1e5])[:, None] + [[0], [3], [-7]]
+    mean, scale = feature_scaling(X.reshape(50, -1), (3, 20))
+    np.testing.assert_allclose(mean.reshape(3, 20), np.repeat(X.mean(axis=(0, 2))[:, None], 20, 1))
+    np.testing.assert_allclose(scale.reshape(3, 20), np.repeat(X.std(axis=(0, 2))[:, None], 20, 1))
 
 
 @pytest.mark.parametrize("value, match", [(1e39, "beyond float32's range"),

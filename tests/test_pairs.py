@@ -68,3 +68,17 @@ def test_pair_sampler_draws_neighbours_and_repeats():
     assert x.squeeze(1).tolist() == [0, 5, 0, 5, 0, 5]
     offsets = ((partner - x) % 10).squeeze(1)
     assert set(offsets.tolist()) <= {1.0, 2.0}
+
+
+def test_perturb_x_perturbs_both_sides_with_independent_draws():
+    def shift(x, generator):
+        return x + torch.rand(len(x), 1, generator=generator, device=x.device) + 1
+
+    X = torch.zeros(4, 1)
+    one_side = PairSampler(X, perturbation=shift, neighbors=None, n_repeats=1, generator=gen())
+    x, partner = one_side(torch.arange(4))
+    assert (x == 0).all() and (partner >= 1).all()
+    both = PairSampler(X, perturbation=shift, neighbors=None, n_repeats=1, generator=gen(),
+                       perturb_x=True)
+    x, partner = both(torch.arange(4))
+    assert (x >= 1).all() and (partner >= 1).all() and not torch.equal(x, partner)

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from sklearn_iic import IICClustering
-from sklearn_iic._plan import input_kind, joint_passes, make_plan
-from sklearn_iic.perturbations import Compose, GaussianNoise, RandomAffine
+from sklearn_iic._input import input_kind
+from sklearn_iic._plan import joint_passes, make_plan
+from sklearn_iic.perturbations import Compose, GaussianNoise, RandomAffine, default_perturbation
 
 
 def plan(n_samples=1000, input_shape=4, **params):
@@ -31,6 +32,16 @@ def test_auto_settings_for_images():
     assert p.heads.main_size == 10
     assert isinstance(p.perturbation, Compose)
     assert isinstance(p.perturbation.perturbations[0], RandomAffine)
+
+
+def test_auto_settings_for_series():
+    p = plan(n_clusters=4, input_shape=(2, 100), n_samples=200)
+    assert input_kind(p.input_shape) == "series"
+    assert p.standardize and not p.whiten and p.perturb_x
+    assert p.heads.main_size == 4
+    assert p.perturbation == default_perturbation(kind="series")
+    with pytest.raises(ValueError, match="whiten=True applies to feature vectors, not series"):
+        plan(input_shape=(2, 100), whiten=True)
 
 
 @pytest.mark.parametrize(
@@ -92,3 +103,13 @@ def test_bad_perturbation_fails_fast_on_large_data():
         IICClustering(perturbation=[1, 2]).fit(X)
     # Validation and planning only: no whitening, no neighbour search.
     assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize(
+    "n_samples, n_epochs, expected",
+    # Steps per epoch: 1 (200 samples), 4 (1,000), 20 (5,000): the patience
+    # covers at least 100 steps, at most half the budget, at least 20 epochs.
+    [(200, "auto", 50), (200, 300, 100), (1_000, "auto", 25), (5_000, "auto", 20), (5_000, 10, 5)],
+)
+def test_patience_covers_enough_steps(n_samples, n_epochs, expected):
+    assert plan(n_samples=n_samples, n_epochs=n_epochs).n_iter_no_change == expected
