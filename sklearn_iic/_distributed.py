@@ -284,11 +284,11 @@ class _SumOverRanks(torch.autograd.Function):
 class _GlobalBatchNorm:
     """Forward of a BatchNorm layer that normalises with the global batch's moments in training.
 
-    Each rank's count, sum and sum of squares about its own mean (no
-    cancellation in float32) are summed over ranks in float64; the gradient
-    flows back through the sum to every rank's share. Running statistics are
-    updated as torch's BatchNorm does. Out of training the layer's own
-    forward runs: the ranks then evaluate the whole data set.
+    Each rank's count, sum and sum of squares about its own mean are summed
+    over ranks in float64; the gradient flows back through the sum to every
+    rank's share. Running statistics are updated as torch's BatchNorm does.
+    Out of training the layer's own forward runs: the ranks then evaluate
+    the whole data set.
     """
 
     def __init__(self, layer, group):
@@ -303,6 +303,7 @@ class _GlobalBatchNorm:
         shape = [1, -1] + [1] * (x.ndim - 2)
         count = x.numel() // x.shape[1]
         local_mean = x.mean(dim=dims)
+        # Squares about each rank's own mean: no cancellation in float32.
         squares = (x - local_mean.view(shape)).square().sum(dim=dims).double()
         local_mean = local_mean.double()
         moments = torch.stack([
@@ -313,11 +314,14 @@ class _GlobalBatchNorm:
         mean = total / n
         var = second / n - mean.square()
         self._update_running_stats(mean, var * n / (n - 1))
-        invstd = (var + layer.eps).rsqrt()
-        y = (x - mean.to(x.dtype).view(shape)) * invstd.to(x.dtype).view(shape)
+        # x * scale + shift, as torch's CPU kernel computes it: one pass over x.
+        scale = (var + layer.eps).rsqrt()
         if layer.weight is not None:
-            y = y * layer.weight.view(shape) + layer.bias.view(shape)
-        return y
+            scale = scale * layer.weight
+        shift = -mean * scale
+        if layer.bias is not None:
+            shift = shift + layer.bias
+        return torch.addcmul(shift.to(x.dtype).view(shape), x, scale.to(x.dtype).view(shape))
 
     @torch.no_grad()
     def _update_running_stats(self, mean, unbiased_var):
