@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from sklearn.datasets import make_blobs
+from sklearn.datasets import load_digits, make_blobs
 
 from sklearn_iic import MLP, IICClustering
 
@@ -39,9 +39,18 @@ BATCHES = dict(
 )
 # One batch per epoch, so that loss_curve_ holds the loss of every step.
 STEPS = dict(n_clusters=3, n_epochs=6, batch_size=120, n_subheads=2, tol=None, random_state=0)
+# The default convnets: BatchNorm over (n, channels, height, width) and (n, channels, length).
+CONVNETS = dict(n_clusters=3, n_epochs=3, batch_size=40, n_subheads=2, tol=None, random_state=0)
 
 
-def _data():
+def _data(kind="table"):
+    if kind == "image":
+        return load_digits().images[:120] / 16
+    if kind == "series":
+        rng = np.random.default_rng(0)
+        time_points = np.linspace(0, 2 * np.pi, 32)
+        frequency = rng.integers(1, 4, size=(120, 1, 1))
+        return np.sin(frequency * time_points) + 0.1 * rng.standard_normal((120, 1, 32))
     X, _ = make_blobs(n_samples=120, centers=3, n_features=4, random_state=0)
     return X
 
@@ -82,16 +91,15 @@ class FailOnRank:
         return x + 0.2 * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
-def _summary(model):
+def _summary(model, kind="table"):
     return dict(
         loss_curve=model.loss_curve_,
         state={k: v.numpy().copy() for k, v in model.network_.state_dict().items()},
         labels=model.labels_,
-        proba=model.predict_proba(_data()),
+        proba=model.predict_proba(_data(kind)),
         head_losses=model.head_losses_,
         best_head=model.best_head_,
         merge_map=model.merge_map_,
-        gradients=getattr(model.network_.network, "gradients", None),
     )
 
 
@@ -100,7 +108,13 @@ def _fit(rank):
 
 
 def _steps(rank):
-    return _summary(IICClustering(**STEPS, network=GradientRecorder, distributed=True).fit(_data()))
+    model = IICClustering(**STEPS, network=GradientRecorder, distributed=True).fit(_data())
+    return dict(_summary(model), gradients=model.network_.network.gradients)
+
+
+def _convnet_fit(kind, distributed):
+    model = IICClustering(**CONVNETS, input_kind=kind, distributed=distributed)
+    return _summary(model.fit(_data(kind)), kind)
 
 
 def _unseeded_verbose(rank):
@@ -149,6 +163,8 @@ def _rank_0_alone(rank):
 SCENARIOS = {
     "fit": _fit,
     "steps": _steps,
+    "image": lambda rank: _convnet_fit("image", True),
+    "series": lambda rank: _convnet_fit("series", True),
     "unseeded_verbose": _unseeded_verbose,
     "other_X": _other_X,
     "other_parameters": _other_parameters,
@@ -213,9 +229,12 @@ def ranks(tmp_path_factory):
 @pytest.fixture(scope="module")
 def single():
     """The same fits in this process alone."""
+    steps = IICClustering(**STEPS, network=GradientRecorder).fit(_data())
     return {
         "fit": _summary(IICClustering(**BATCHES).fit(_data())),
-        "steps": _summary(IICClustering(**STEPS, network=GradientRecorder).fit(_data())),
+        "steps": dict(_summary(steps), gradients=steps.network_.network.gradients),
+        "image": _convnet_fit("image", False),
+        "series": _convnet_fit("series", False),
     }
 
 
@@ -238,17 +257,20 @@ def _assert_same_on_every_rank(results):
 def _cancelled_by_batch_norm(state):
     """Biases of the layers that feed BatchNorm, and BatchNorm's running means, which absorb them.
 
-    BatchNorm subtracts the batch mean, so such a bias changes no output and
-    its exact gradient is zero: its computed gradient is rounding noise, in
-    which Adam takes steps of up to ``learning_rate`` either way.
+    BatchNorm subtracts the batch mean, so such a bias changes no output in
+    training and its exact gradient is zero: its computed gradient is
+    rounding noise, in which Adam takes steps of up to ``learning_rate``
+    either way. The running mean follows the bias with a lag, so the
+    probabilities of the fitted network (eval mode) move a little with it.
     """
     names = set()
     for name in state:
         prefix, _, field = name.rpartition(".")
         parent, _, index = prefix.rpartition(".")
-        following = f"{parent}.{int(index) + 1}.running_mean" if index.isdigit() else None
-        if field == "bias" and following in state:
-            names |= {name, following}
+        if field == "bias" and index.isdigit():
+            following = f"{parent}.{int(index) + 1}.running_mean".lstrip(".")
+            if following in state:
+                names |= {name, following}
     return names
 
 
@@ -256,14 +278,14 @@ def _assert_close_to_single(result, single):
     # Summed in another order, the floats differ in their last bits; Adam
     # amplifies that in weights of tiny gradient, by up to a learning rate (1e-3).
     np.testing.assert_allclose(result["loss_curve"], single["loss_curve"], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(result["proba"], single["proba"], atol=1e-4)
+    np.testing.assert_allclose(result["proba"], single["proba"], atol=1e-3)
     cancelled = _cancelled_by_batch_norm(single["state"])
-    assert len(cancelled) == 4
+    assert cancelled
     for name, value in single["state"].items():
         if name not in cancelled:
             np.testing.assert_allclose(result["state"][name], value, rtol=0, atol=1e-3,
                                        err_msg=name)
-    np.testing.assert_allclose(result["head_losses"], single["head_losses"], rtol=1e-4)
+    np.testing.assert_allclose(result["head_losses"], single["head_losses"], rtol=1e-4, atol=1e-5)
     assert result["best_head"] == single["best_head"]
     np.testing.assert_array_equal(result["merge_map"], single["merge_map"])
     np.testing.assert_array_equal(result["labels"], single["labels"])
@@ -273,6 +295,13 @@ def test_two_ranks_fit_as_one_process(ranks, single):
     results = _ok(ranks, "fit")
     _assert_same_on_every_rank(results)
     _assert_close_to_single(results[0], single["fit"])
+
+
+@pytest.mark.parametrize("kind", ["image", "series"])
+def test_convnets_fit_as_one_process(ranks, single, kind):
+    results = _ok(ranks, kind)
+    _assert_same_on_every_rank(results)
+    _assert_close_to_single(results[0], single[kind])
 
 
 def test_every_step_matches_one_process(ranks, single):
