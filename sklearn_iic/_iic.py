@@ -16,6 +16,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from ._checks import check_perturbation
+from ._distributed import data_parallel
 from ._inference import merged_probabilities, pair_joints, prediction_batch_size
 from ._input import (
     as_tensor,
@@ -240,6 +241,19 @@ class IICClustering(ClusterMixin, BaseEstimator):
         compiler on the CPU and Triton on GPUs), so it pays off only on long
         fits; see the speed benchmark. ``network_`` stays the plain module.
 
+    distributed : bool, default=False
+        Fit data-parallel with the ranks of torch.distributed's default
+        process group, which must be initialised (a script launched by
+        ``torchrun`` that calls :func:`torch.distributed.init_process_group`).
+        Every rank calls ``fit`` with the same ``X`` and parameters; each
+        computes the network on its share of every training batch, the
+        joints of the loss and BatchNorm's statistics are summed over ranks
+        and the gradients averaged, so that every rank ends with the same
+        fitted estimator, equal to a single-process fit up to float
+        rounding. Ranks that differ in ``X`` or parameters, or a rank that
+        fails, make every rank raise. ``False`` fits in this process alone,
+        also inside a process group. See the user guide's scaling page.
+
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, batches, pairs and perturbations. Fitting
         never reads or changes the global numpy or torch random state.
@@ -346,6 +360,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "device": [str, torch.device],
         "compile": ["boolean", dict],
+        "distributed": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -374,6 +389,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         learning_rate=1e-3,
         device="auto",
         compile=False,
+        distributed=False,
         random_state=None,
         verbose=0,
     ):
@@ -398,6 +414,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.device = device
         self.compile = compile
+        self.distributed = distributed
         self.random_state = random_state
         self.verbose = verbose
 
@@ -419,7 +436,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         self : IICClustering
             The fitted estimator.
         """
-        with _unchanged_on_failure(self):
+        with _unchanged_on_failure(self), data_parallel(self.distributed) as group:
             with _phase("fit.validate"):
                 kind, declared_shape = requested_kind(
                     self.input_kind, self.image_shape, self.series_shape
@@ -428,6 +445,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
                 input_shape = resolve_input_shape(kind, declared_shape, array_shape, X.shape[1])
             with _phase("fit.plan"):
                 plan = make_plan(self.get_params(deep=False), input_shape, X.shape[0])
+            if group is not None:
+                plan = group.agree_on_plan(plan, X)
             # Whitened features, and series, are standardised first, in float64:
             # the network, the pairs and the perturbation then see the same
             # numbers whatever the units of the data.
@@ -455,13 +474,15 @@ class IICClustering(ClusterMixin, BaseEstimator):
                     X_tensor, perturbation=plan.perturbation, neighbors=neighbors,
                     n_repeats=plan.n_repeats, generator=generator, perturb_x=plan.perturb_x,
                 )
+                if group is not None:
+                    group.checkpoint(network=network.state_dict(), neighbors=neighbors)
                 with _phase("fit.train"):
                     loss_curve, converged = train(
                         network, sampler, plan.heads,
                         batch_size=plan.batch_size, n_epochs=plan.n_epochs,
                         learning_rate=plan.learning_rate, lamb=plan.lamb, generator=generator,
                         tol=plan.tol, n_iter_no_change=plan.n_iter_no_change,
-                        verbose=plan.verbose, compile=plan.compile,
+                        verbose=plan.verbose, compile=plan.compile, group=group,
                     )
                 with _phase("fit.joints"):
                     joints = pair_joints(
@@ -478,6 +499,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
             rank = rank_by_size(labels, plan.n_clusters)
             # Inside the transaction: warnings turned into errors fail the fit whole.
             _warn_if_unfinished(plan, converged, rank[labels])
+            if group is not None:
+                group.finish(network=network.state_dict(), labels=labels, groups=groups)
             self._plan = plan
             self.feature_mean_, self.feature_scale_ = scaling or (None, None)
             self._score_pool = pool

@@ -5,13 +5,14 @@ logits are laid out as :class:`Heads` says, on pairs drawn by a
 :class:`~sklearn_iic._pairs.PairSampler`.
 """
 
+import contextlib
 import math
 import sys
 import time
 
 import torch
 
-from ._loss import iic_loss, loss_from_joint, normalize_joint
+from ._loss import loss_from_joint, normalize_joint
 
 
 class Heads:
@@ -28,6 +29,9 @@ class Heads:
             n_overclusters
         )
         self.n_subheads = n_subheads
+
+    def __repr__(self):
+        return f"Heads(sizes={self.sizes})"
 
     @property
     def main_size(self):
@@ -72,15 +76,18 @@ class _EpochMonitor:
     largest ten, and how many are used, for micro-clusters). On a terminal a
     tqdm progress bar (when tqdm is installed) shows the figures and each
     epoch's line is written above it; into a file or a captured log only the
-    lines go, so that bar updates never run into them.
+    lines go, so that bar updates never run into them. Trained data-parallel
+    (``group``), the figures are summed over ranks and rank 0 alone reports.
     """
 
-    def __init__(self, n_epochs, n_clusters, lamb):
+    def __init__(self, n_epochs, n_clusters, lamb, group=None):
         self.n_epochs = n_epochs
         self.n_clusters = n_clusters
+        self.group = group
+        self.silent = group is not None and group.rank != 0
         self.start = time.perf_counter()
         self.bar = None
-        if sys.stderr is not None and sys.stderr.isatty():
+        if not self.silent and sys.stderr is not None and sys.stderr.isatty():
             try:
                 from tqdm.auto import tqdm
             except ImportError:
@@ -95,6 +102,8 @@ class _EpochMonitor:
         )
 
     def _write(self, line):
+        if self.silent:
+            return
         if self.bar is None:
             print(line, flush=True)
         else:
@@ -109,8 +118,11 @@ class _EpochMonitor:
         self.sizes = self.sizes + torch.bincount(p.argmax(dim=1), minlength=self.n_clusters)
 
     def end_epoch(self, epoch, loss):
-        information = -float(loss_from_joint(normalize_joint(self.joint)))
-        counts = self.sizes.sort(descending=True).values.tolist()
+        joint, sizes = self.joint, self.sizes
+        if self.group is not None:
+            joint, sizes = self.group.sum([joint, sizes])
+        information = -float(loss_from_joint(normalize_joint(joint)))
+        counts = sizes.sort(descending=True).values.tolist()
         sizes = " ".join(str(n) for n in counts[:_SIZES_SHOWN])
         if len(counts) > _SIZES_SHOWN:
             sizes += f" ...; {sum(n > 0 for n in counts)} of {len(counts)} used"
@@ -150,7 +162,7 @@ class _Convergence:
 
 
 def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
-          generator, tol=None, n_iter_no_change=10, verbose=0, compile=False):
+          generator, tol=None, n_iter_no_change=10, verbose=0, compile=False, group=None):
     """Train ``network`` in place by minimising the IIC loss of every head.
 
     Each step averages the loss over the main sub-heads and adds the average
@@ -159,6 +171,12 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
     network, which shares its parameters. Training stops after ``n_epochs``,
     or earlier once the epoch loss has not improved by ``tol`` for
     ``n_iter_no_change`` epochs.
+
+    With ``group`` (a :class:`~sklearn_iic._distributed.DataParallel`), every
+    rank draws the same global batches of pairs and trains on its share of
+    each: the heads' ``p.T @ p'`` sums, and BatchNorm's moments, are summed
+    over ranks before the loss, and the gradients averaged, so that every
+    rank takes the step of the global batch.
 
     Returns
     -------
@@ -172,21 +190,32 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
     if compile:
         forward = torch.compile(network, **(compile if isinstance(compile, dict) else {}))
     n_main = heads.n_subheads
-    monitor = _EpochMonitor(n_epochs, heads.main_size, lamb) if verbose else None
+    monitor = _EpochMonitor(n_epochs, heads.main_size, lamb, group) if verbose else None
     convergence = _Convergence(tol, n_iter_no_change)
     network.train()
     loss_curve, converged = [], False
-    try:
+    with contextlib.ExitStack() as stack:
+        if monitor:
+            stack.callback(monitor.close)
+        if group is not None:
+            stack.enter_context(group.training(network, generator))
         for epoch in range(n_epochs):
             epoch_loss = 0.0
             batches = _epoch_batches(sampler.n_samples, batch_size, generator)
             if monitor:
                 monitor.begin_epoch()
             for indices in batches:
-                logits, partner_logits = pair_logits(forward, *sampler(indices))
+                x, partner = sampler(indices)
+                if group is not None:
+                    x, partner = group.share(x, partner)
+                logits, partner_logits = pair_logits(forward, x, partner)
                 probs = heads.probabilities(logits)
                 partner_probs = heads.probabilities(partner_logits)
-                losses = [iic_loss(p, q, lamb) for p, q in zip(probs, partner_probs)]
+                # iic_loss of each head, with its p.T @ p' summed over ranks in between.
+                totals = [p.T @ q for p, q in zip(probs, partner_probs)]
+                if group is not None:
+                    totals = group.sum_joints(totals)
+                losses = [loss_from_joint(normalize_joint(t), lamb) for t in totals]
                 main_loss = torch.stack(losses[:n_main]).mean()
                 loss = main_loss
                 if len(losses) > n_main:
@@ -199,6 +228,8 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if group is not None:
+                    group.average_gradients(network.parameters())
                 optimizer.step()
                 epoch_loss = epoch_loss + main_loss.detach()
                 if monitor:
@@ -215,8 +246,5 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
                 f"converged after {len(loss_curve)} epochs" if converged
                 else f"stopped after {len(loss_curve)} epochs, not converged"
             )
-    finally:
-        if monitor:
-            monitor.close()
     network.eval()
     return loss_curve, converged

@@ -1,0 +1,368 @@
+"""Data-parallel fits on torch.distributed: two gloo processes on the CPU against one process.
+
+One pair of processes is spawned for the module and runs every scenario in
+turn (starting processes costs seconds); each test checks one scenario's
+results. The processes are joined with a deadline and killed past it, so a
+collective that never completes fails the tests instead of hanging them.
+"""
+
+import contextlib
+import datetime
+import io
+import multiprocessing
+import pickle
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+from sklearn.datasets import load_digits, make_blobs
+
+from sklearn_iic import MLP, IICClustering
+
+pytestmark = pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()),
+    reason="needs torch.distributed with the gloo backend",
+)
+
+WORLD_SIZE = 2
+# Seconds for the whole run of scenarios, and for one collective to complete.
+DEADLINE = 240
+COLLECTIVE_TIMEOUT = 60
+
+# Several batches per epoch, repeats, micro-clusters, overclustering heads,
+# whitening and neighbour pairs: every part of the fit that ranks share.
+BATCHES = dict(
+    n_clusters=3, n_epochs=4, batch_size=40, n_repeats=2, n_subheads=2, overclustering=2,
+    tol=None, random_state=0,
+)
+# One batch per epoch, so that loss_curve_ holds the loss of every step.
+STEPS = dict(n_clusters=3, n_epochs=6, batch_size=120, n_subheads=2, tol=None, random_state=0)
+# The default convnets: BatchNorm over (n, channels, height, width) and (n, channels, length).
+CONVNETS = dict(n_clusters=3, n_epochs=3, batch_size=40, n_subheads=2, tol=None, random_state=0)
+
+
+def _data(kind="table"):
+    if kind == "image":
+        return load_digits().images[:120] / 16
+    if kind == "series":
+        rng = np.random.default_rng(0)
+        time_points = np.linspace(0, 2 * np.pi, 32)
+        frequency = rng.integers(1, 4, size=(120, 1, 1))
+        return np.sin(frequency * time_points) + 0.1 * rng.standard_normal((120, 1, 32))
+    X, _ = make_blobs(n_samples=120, centers=3, n_features=4, random_state=0)
+    return X
+
+
+class GradientRecorder(torch.nn.Module):
+    """The default MLP, recording at each training forward pass the gradient of the step before.
+
+    ``fit`` zeroes the gradients after the forward pass, so they are then the
+    gradients of the previous step as the optimiser used them: averaged over
+    ranks in a data-parallel fit.
+    """
+
+    def __init__(self, n_features, n_outputs):
+        super().__init__()
+        self.mlp = MLP(n_features, n_outputs)
+        self.gradients = []
+
+    def forward(self, x):
+        grads = [p.grad for p in self.mlp.parameters()]
+        if self.training and all(g is not None for g in grads):
+            self.gradients.append(torch.cat([g.reshape(-1) for g in grads]).numpy().copy())
+        return self.mlp(x)
+
+
+class FailOnRank:
+    """Gaussian noise that, on rank ``rank``, raises (or returns NaN) from call ``after`` on."""
+
+    def __init__(self, rank, after, nan=False):
+        self.rank, self.after, self.nan = rank, after, nan
+        self.calls = 0
+
+    def __call__(self, x, generator):
+        self.calls += 1
+        if dist.get_rank() == self.rank and self.calls >= self.after:
+            if self.nan:
+                return torch.full_like(x, float("nan"))
+            raise RuntimeError("perturbation failed on purpose")
+        return x + 0.2 * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def _summary(model, kind="table"):
+    return dict(
+        loss_curve=model.loss_curve_,
+        state={k: v.numpy().copy() for k, v in model.network_.state_dict().items()},
+        labels=model.labels_,
+        proba=model.predict_proba(_data(kind)),
+        head_losses=model.head_losses_,
+        best_head=model.best_head_,
+        merge_map=model.merge_map_,
+    )
+
+
+def _fit(rank):
+    return _summary(IICClustering(**BATCHES, distributed=True).fit(_data()))
+
+
+def _steps(rank):
+    model = IICClustering(**STEPS, network=GradientRecorder, distributed=True).fit(_data())
+    return dict(_summary(model), gradients=model.network_.network.gradients)
+
+
+def _convnet_fit(kind, distributed):
+    model = IICClustering(**CONVNETS, input_kind=kind, distributed=distributed)
+    return _summary(model.fit(_data(kind)), kind)
+
+
+def _unseeded_verbose(rank):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        model = IICClustering(
+            n_clusters=3, n_epochs=2, random_state=None, verbose=1, distributed=True
+        ).fit(_data())
+    return dict(_summary(model), printed=out.getvalue())
+
+
+def _other_X(rank):
+    X = _data()
+    X[7, 2] += 1e-3 * rank
+    IICClustering(**BATCHES, distributed=True).fit(X)
+
+
+def _other_parameters(rank):
+    IICClustering(**dict(BATCHES, lamb=1.0 + rank), distributed=True).fit(_data())
+
+
+def _invalid_X_on_one_rank(rank):
+    X = _data()
+    X[0, 0] = np.nan if rank == 1 else X[0, 0]
+    IICClustering(**BATCHES, distributed=True).fit(X)
+
+
+def _failing_perturbation(rank):
+    # The check before training makes the first call; the fifth is in the second epoch.
+    IICClustering(**BATCHES, perturbation=FailOnRank(1, after=5), distributed=True).fit(_data())
+
+
+def _nan_on_one_rank(rank):
+    IICClustering(
+        **BATCHES, perturbation=FailOnRank(1, after=5, nan=True), distributed=True
+    ).fit(_data())
+
+
+def _rank_0_alone(rank):
+    # A plain fit inside a process group makes no collective call: rank 1
+    # waits at the barrier below, which any collective of rank 0 would meet.
+    if rank == 0:
+        return _summary(IICClustering(**BATCHES).fit(_data()))
+
+
+SCENARIOS = {
+    "fit": _fit,
+    "steps": _steps,
+    "image": lambda rank: _convnet_fit("image", True),
+    "series": lambda rank: _convnet_fit("series", True),
+    "unseeded_verbose": _unseeded_verbose,
+    "other_X": _other_X,
+    "other_parameters": _other_parameters,
+    "invalid_X_on_one_rank": _invalid_X_on_one_rank,
+    "failing_perturbation": _failing_perturbation,
+    "nan_on_one_rank": _nan_on_one_rank,
+    "rank_0_alone": _rank_0_alone,
+}
+
+
+def _run_rank(rank, store, out):
+    """Run every scenario on this rank; record each result or error in ``out``/rank<r>.pkl."""
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD_SIZE,
+        timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT),
+    )
+    results = {}
+    for name, scenario in SCENARIOS.items():
+        start = time.perf_counter()
+        try:
+            results[name] = ("ok", scenario(rank))
+        except Exception as exc:
+            results[name] = ("error", type(exc).__name__, str(exc))
+        # The group is still in step after every scenario, failed or not.
+        dist.barrier()
+        results[f"{name} seconds"] = time.perf_counter() - start
+        with open(out / f"rank{rank}.pkl", "wb") as file:
+            pickle.dump(results, file)
+    dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    """Every scenario's result on each rank: {name: ("ok", value) or ("error", type, message)}."""
+    out = tmp_path_factory.mktemp("ranks")
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_run_rank, args=(rank, out / "store", out))
+        for rank in range(WORLD_SIZE)
+    ]
+    for process in processes:
+        process.start()
+    deadline = time.monotonic() + DEADLINE
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    hung = [process for process in processes if process.is_alive()]
+    for process in hung:
+        process.kill()
+        process.join()
+    results = []
+    for rank in range(WORLD_SIZE):
+        path = out / f"rank{rank}.pkl"
+        results.append(pickle.loads(path.read_bytes()) if path.exists() else {})
+    if hung or any(process.exitcode for process in processes):
+        done = [sorted(r) for r in results]
+        pytest.fail(f"The ranks hung or crashed (exit codes "
+                    f"{[p.exitcode for p in processes]}); scenarios done per rank: {done}")
+    return results
+
+
+@pytest.fixture(scope="module")
+def single():
+    """The same fits in this process alone."""
+    steps = IICClustering(**STEPS, network=GradientRecorder).fit(_data())
+    return {
+        "fit": _summary(IICClustering(**BATCHES).fit(_data())),
+        "steps": dict(_summary(steps), gradients=steps.network_.network.gradients),
+        "image": _convnet_fit("image", False),
+        "series": _convnet_fit("series", False),
+    }
+
+
+def _ok(ranks, name):
+    results = [r[name] for r in ranks]
+    for result in results:
+        assert result[0] == "ok", result
+    return [result[1] for result in results]
+
+
+def _assert_same_on_every_rank(results):
+    first, *others = results
+    for other in others:
+        assert other["loss_curve"] == first["loss_curve"]
+        np.testing.assert_array_equal(other["labels"], first["labels"])
+        for name, value in first["state"].items():
+            np.testing.assert_array_equal(other["state"][name], value, err_msg=name)
+
+
+def _cancelled_by_batch_norm(state):
+    """Biases of the layers that feed BatchNorm, and BatchNorm's running means, which absorb them.
+
+    BatchNorm subtracts the batch mean, so such a bias changes no output in
+    training and its exact gradient is zero: its computed gradient is
+    rounding noise, in which Adam takes steps of up to ``learning_rate``
+    either way. The running mean follows the bias with a lag, so the
+    probabilities of the fitted network (eval mode) move a little with it.
+    """
+    names = set()
+    for name in state:
+        prefix, _, field = name.rpartition(".")
+        parent, _, index = prefix.rpartition(".")
+        if field == "bias" and index.isdigit():
+            following = f"{parent}.{int(index) + 1}.running_mean".lstrip(".")
+            if following in state:
+                names |= {name, following}
+    return names
+
+
+def _assert_close_to_single(result, single):
+    # Summed in another order, the floats differ in their last bits; Adam
+    # amplifies that in weights of tiny gradient, by up to a learning rate (1e-3).
+    np.testing.assert_allclose(result["loss_curve"], single["loss_curve"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result["proba"], single["proba"], atol=1e-3)
+    cancelled = _cancelled_by_batch_norm(single["state"])
+    assert cancelled
+    for name, value in single["state"].items():
+        if name not in cancelled:
+            np.testing.assert_allclose(result["state"][name], value, rtol=0, atol=1e-3,
+                                       err_msg=name)
+    np.testing.assert_allclose(result["head_losses"], single["head_losses"], rtol=1e-4, atol=1e-5)
+    assert result["best_head"] == single["best_head"]
+    np.testing.assert_array_equal(result["merge_map"], single["merge_map"])
+    np.testing.assert_array_equal(result["labels"], single["labels"])
+
+
+def test_two_ranks_fit_as_one_process(ranks, single):
+    results = _ok(ranks, "fit")
+    _assert_same_on_every_rank(results)
+    _assert_close_to_single(results[0], single["fit"])
+
+
+@pytest.mark.parametrize("kind", ["image", "series"])
+def test_convnets_fit_as_one_process(ranks, single, kind):
+    results = _ok(ranks, kind)
+    _assert_same_on_every_rank(results)
+    _assert_close_to_single(results[0], single[kind])
+
+
+def test_every_step_matches_one_process(ranks, single):
+    # Adam's steps hardly depend on the scale of the gradient, so the
+    # gradients themselves are compared: each rank's backward carries a factor
+    # world_size (the gradient of the sum over ranks), which averaging removes.
+    results = _ok(ranks, "steps")
+    _assert_same_on_every_rank(results)
+    _assert_close_to_single(results[0], single["steps"])
+    gradients, expected = results[0]["gradients"], single["steps"]["gradients"]
+    assert len(gradients) == len(expected) == STEPS["n_epochs"] - 1
+    # The first step starts from the same weights: equal up to rounding.
+    np.testing.assert_allclose(gradients[0], expected[0], rtol=0,
+                               atol=1e-5 * np.abs(expected[0]).max())
+    for gradient, reference in zip(gradients, expected):
+        np.testing.assert_allclose(np.linalg.norm(gradient), np.linalg.norm(reference), rtol=1e-3)
+        np.testing.assert_allclose(gradient, reference, rtol=0, atol=2e-2 * np.abs(reference).max())
+
+
+def test_seed_and_report_come_from_rank_0(ranks):
+    results = _ok(ranks, "unseeded_verbose")
+    _assert_same_on_every_rank(results)
+    assert "epoch    2/2" in results[0]["printed"]
+    assert results[1]["printed"] == ""
+
+
+@pytest.mark.parametrize("scenario, what", [("other_X", "X"), ("other_parameters", "settings")])
+def test_ranks_that_differ_all_raise(ranks, scenario, what):
+    for result in (r[scenario] for r in ranks):
+        assert result[:2] == ("error", "ValueError")
+        assert f"{what} differ between ranks: rank(s) [1] differ from rank 0" in result[2]
+
+
+@pytest.mark.parametrize("scenario, error, message", [
+    ("invalid_X_on_one_rank", "ValueError", "Input X contains NaN"),
+    ("failing_perturbation", "RuntimeError", "perturbation failed on purpose"),
+])
+def test_a_failing_rank_stops_every_rank(ranks, scenario, error, message):
+    first, second = (r[scenario] for r in ranks)
+    # Rank 1 raises its own error; rank 0 learns of it at its next checkpoint.
+    assert second[:2] == ("error", error) and message in second[2]
+    assert first[:2] == ("error", "RuntimeError")
+    assert "failed on rank(s) [1] of 2, so every rank stops" in first[2]
+    assert f"rank 1: {error}: " in first[2] and message in first[2]
+
+
+def test_non_finite_values_on_one_rank_stop_every_rank(ranks):
+    for result in (r["nan_on_one_rank"] for r in ranks):
+        assert result[:2] == ("error", "FloatingPointError")
+
+
+def test_plain_fit_in_a_process_group_is_unchanged(ranks, single):
+    alone = ranks[0]["rank_0_alone"]
+    assert alone[0] == "ok"
+    assert alone[1]["loss_curve"] == single["fit"]["loss_curve"]
+    np.testing.assert_array_equal(alone[1]["labels"], single["fit"]["labels"])
+    for name, value in single["fit"]["state"].items():
+        np.testing.assert_array_equal(alone[1]["state"][name], value, err_msg=name)
+
+
+def test_distributed_needs_a_process_group():
+    assert not dist.is_initialized()
+    with pytest.raises(ValueError, match="none is initialised: launch the script with torchrun"):
+        IICClustering(distributed=True).fit(_data())
