@@ -1,5 +1,7 @@
 """The metric of feature vectors: an affine map under which neighbours differ isotropically."""
 
+import math
+
 import numpy as np
 import torch
 from sklearn.covariance import ledoit_wolf
@@ -25,6 +27,35 @@ _MAX_DIFFERENCE_VALUES = 2**22
 # as if they varied this much relative to the average direction, rather than
 # blown up.
 _MIN_RELATIVE_VARIANCE = 1e-4
+# Wide data. The covariance of neighbour differences in every direction is
+# estimated well only from enough rows: at least _ROWS_PER_FEATURE per feature
+# and _ROWS_PER_EFFECTIVE_DIMENSION per effective dimension of the
+# standardised rows (their participation ratio, about n_features for
+# independent noise features). With fewer, the map whitened the noise of the
+# estimate, neighbours in its coordinates were hardly alike (on
+# make_classification 200 x 400, 4 classes, 10 informative features, 42% of
+# the 10 nearest neighbours share the class before whitening, 28% after, 25%
+# by chance) and the defaults collapsed: median ARI of 3 seeds 0.00 on
+# make_classification 200 x 400, 300 x 1000 and 300 x 300, 0.144 on 1000 x
+# 100 with 90 noise features, 0.182 on flattened ArrowHead (211 x 251), 0.175
+# on it with every third time point (211 x 84), where KMeans reaches 0.160,
+# 0.230, 0.228, 0.974, 0.226 and 0.209 (docs/benchmarks/wide.md). Below
+# either bound the map is fitted in, and keeps, only the leading
+# max(_MIN_WHITENED_DIMENSIONS, rows // _ROWS_PER_WHITENED_DIMENSION)
+# principal components of the standardised rows: 0.472, 0.766, 0.507, 0.900,
+# 0.387 and 0.364 on those sets. The bounds: digits with 500 of its rows (7.8
+# rows per feature, 26.8 per effective dimension) and wine (13.7 and 34.9)
+# did better whitened whole (ARI 0.667 and 0.912 against 0.612 and 0.847
+# projected), ArrowHead at 4.1 rows per feature (every fifth time point) and
+# the 1000 x 100 table at 12.3 rows per effective dimension better
+# projected. The components: on 200 to 300 rows 5, 8 and 12 did comparably,
+# 20 lost make_classification 200 x 400 (0.016 against 0.472 with 5); on
+# 1000 rows 8 and 25 did alike and 50 lost 0.04 to 0.07; on BasicMotions' 80
+# rows 2 gave 0.148 and 5 gave 0.264 (5 seeds).
+_ROWS_PER_FEATURE = 5
+_ROWS_PER_EFFECTIVE_DIMENSION = 20
+_ROWS_PER_WHITENED_DIMENSION = 40
+_MIN_WHITENED_DIMENSIONS = 5
 
 
 class Whitening(nn.Module):
@@ -40,7 +71,9 @@ class Whitening(nn.Module):
     ----------
     mean : torch.Tensor of shape (n_features,)
     matrix : torch.Tensor of shape (n_features, n_features)
-        Both kept in float64.
+        Both kept in float64. On wide data its last columns are zero: the
+        map keeps only the leading principal components (see ``whiten`` in
+        :class:`~sklearn_iic.IICClustering`).
 
     Examples
     --------
@@ -80,6 +113,18 @@ def local_whitening(X, generator, n_neighbors=_NEIGHBORS):
     along which the data are stretched within a cluster shrink, and
     directions between clusters, where neighbours rarely differ, grow.
 
+    Wide data are whitened in fewer directions. When the rows of the estimate
+    number fewer than 5 per feature, or fewer than 20 per effective dimension
+    (:func:`effective_dimension` of the standardised rows; about
+    ``n_features`` when the features are independent noise), the covariance
+    is estimated, and the map whitens, in the leading ``max(5, rows // 40)``
+    principal components of the standardised rows only (from a random subset
+    of at most 2,364 rows, 2**22 standardised values and 2**22 differences
+    of those components); the
+    other directions are mapped to zero, in the last columns of the map. With
+    more directions than that, the map whitened the noise of the estimate and
+    neighbours in the whitened coordinates were no longer alike.
+
     Parameters
     ----------
     X : torch.Tensor of shape (n_samples, n_features)
@@ -96,20 +141,73 @@ def local_whitening(X, generator, n_neighbors=_NEIGHBORS):
     n_samples, n_features = X.shape
     k = min(n_neighbors, n_samples - 1)
     rows = min(n_samples, _MAX_ROWS, max(k + 1, _MAX_DIFFERENCE_VALUES // (k * n_features)))
-    sample = X
-    if rows < n_samples:
-        sample = X[torch.randperm(n_samples, generator=generator, device=X.device)[:rows]]
-    mean = sample.double().mean(dim=0)
-    scale = sample.double().std(dim=0, unbiased=False)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # constant features
-    standard = ((sample.double() - mean) / scale).float()
+    mean, scale, standard = _standardised_rows(X, rows, generator)
+    dimensions = n_features
+    if _too_wide(standard):
+        # The projected differences have fewer columns, so more rows fit the
+        # budget: rows * k * (rows // 40) values for up to sqrt(40 * budget /
+        # k) rows (2,364 with 30 neighbours). The rows themselves are held
+        # whole for their principal directions.
+        rows = min(
+            n_samples, _MAX_ROWS, max(k + 1, _MAX_DIFFERENCE_VALUES // n_features),
+            max(k + 1, math.isqrt(_ROWS_PER_WHITENED_DIMENSION * _MAX_DIFFERENCE_VALUES // k)),
+        )
+        dimensions = min(
+            n_features, rows - 1,
+            max(_MIN_WHITENED_DIMENSIONS, rows // _ROWS_PER_WHITENED_DIMENSION),
+        )
+        rows = min(rows, max(k + 1, _MAX_DIFFERENCE_VALUES // (k * dimensions)))
+        if rows != standard.shape[0]:
+            mean, scale, standard = _standardised_rows(X, rows, generator)
+    basis = None
+    if dimensions < n_features:
+        basis = torch.linalg.svd(standard, full_matrices=False).Vh[:dimensions].T
+        standard = standard @ basis
+    standard = standard.float()
     neighbors = nearest_neighbors(standard, k, generator).long()
-    differences = (standard[:, None, :] - standard[neighbors]).reshape(-1, n_features)
+    differences = (standard[:, None, :] - standard[neighbors]).reshape(-1, dimensions)
     covariance, _ = ledoit_wolf(differences.double().cpu().numpy(), assume_centered=True)
     variances, vectors = np.linalg.eigh(covariance)
     if not np.isfinite(variances).all() or variances.max() <= 0:
         # Neighbours identical to each other: no direction is preferred.
-        variances, vectors = np.ones(n_features), np.eye(n_features)
+        variances, vectors = np.ones(dimensions), np.eye(dimensions)
     variances = np.maximum(variances, _MIN_RELATIVE_VARIANCE * variances.mean())
     matrix = torch.as_tensor(vectors / np.sqrt(variances), device=X.device)
+    if basis is not None:
+        # The whitened principal components first, then zeros for the dropped
+        # directions: the map keeps n_features columns.
+        matrix = nn.functional.pad(basis @ matrix, (0, n_features - dimensions))
     return Whitening(mean, matrix / scale[:, None])
+
+
+def _standardised_rows(X, rows, generator):
+    """Mean and scale of a random subset of ``rows`` rows of X, and the subset standardised."""
+    sample = X
+    if rows < X.shape[0]:
+        sample = X[torch.randperm(X.shape[0], generator=generator, device=X.device)[:rows]]
+    sample = sample.double()
+    mean = sample.mean(dim=0)
+    scale = sample.std(dim=0, unbiased=False)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # constant features
+    return mean, scale, (sample - mean) / scale
+
+
+def effective_dimension(standard):
+    """Participation ratio ``(sum l)**2 / sum l**2`` of the variances ``l`` of centred rows.
+
+    Between 1 (the rows lie on a line) and the number of columns (equal
+    variance in every direction); 0 for identical rows. From the Gram matrix
+    of the shorter side, so that wide rows cost ``rows**2`` memory.
+    """
+    gram = standard @ standard.T if standard.shape[0] < standard.shape[1] else standard.T @ standard
+    total = float(gram.trace())
+    return total**2 / float((gram**2).sum()) if total > 0 else 0.0
+
+
+def _too_wide(standard):
+    """Whether standardised rows are too few to whiten every direction of their features."""
+    rows, n_features = standard.shape
+    return n_features > _MIN_WHITENED_DIMENSIONS and (
+        rows < _ROWS_PER_FEATURE * n_features
+        or rows < _ROWS_PER_EFFECTIVE_DIMENSION * effective_dimension(standard)
+    )

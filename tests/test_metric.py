@@ -111,3 +111,92 @@ def test_neighbours_in_the_transformed_metric():
 def test_tiny_data(n_neighbors):
     X = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
     assert torch.isfinite(local_whitening(X, gen(), n_neighbors)(X)).all()
+
+
+def standardised(X):
+    X = X.double()
+    return (X - X.mean(dim=0)) / X.std(dim=0, unbiased=False)
+
+
+def low_rank(n, d, rank, seed=0):
+    """Rows near a ``rank``-dimensional subspace: few effective dimensions."""
+    g = torch.Generator().manual_seed(seed)
+    signal = torch.randn(n, rank, generator=g) @ torch.randn(rank, d, generator=g)
+    return signal + 0.01 * torch.randn(n, d, generator=g)
+
+
+def test_effective_dimension():
+    g = torch.Generator().manual_seed(0)
+    line = torch.randn(50, 1, generator=g) * torch.tensor([[1.0, 2.0, -3.0]])
+    assert metric.effective_dimension(standardised(line)) == pytest.approx(1.0)
+    assert metric.effective_dimension(torch.zeros(10, 3, dtype=torch.float64)) == 0.0
+    for n, d in [(1000, 100), (100, 400)]:
+        noise = standardised(torch.randn(n, d, generator=g))
+        # Independent features: about d / (1 + d / n) (the spread of sample variances).
+        assert metric.effective_dimension(noise) == pytest.approx(d / (1 + d / n), rel=0.1)
+        variances = torch.linalg.svdvals(noise) ** 2
+        expected = float(variances.sum() ** 2 / (variances**2).sum())
+        assert metric.effective_dimension(noise) == pytest.approx(expected)
+
+
+def test_the_rows_that_whiten_every_direction():
+    # At least 5 rows per feature...
+    assert metric._too_wide(standardised(low_rank(99, 20, 2)))
+    assert not metric._too_wide(standardised(low_rank(100, 20, 2)))
+    # ... and 20 per effective dimension: 1000 rows of 100 independent noise
+    # features are too few (about 91 effective dimensions), of rank 3 not.
+    g = torch.Generator().manual_seed(0)
+    assert metric._too_wide(standardised(torch.randn(1000, 100, generator=g)))
+    assert not metric._too_wide(standardised(low_rank(1000, 100, 3)))
+    # Five features or fewer are always whitened whole.
+    assert not metric._too_wide(standardised(torch.randn(3, 5, generator=g)))
+
+
+def test_wide_data_are_whitened_in_their_leading_principal_components():
+    X, _ = make_blobs(120, n_features=300, centers=3, random_state=0)
+    X = torch.tensor(X, dtype=torch.float32)
+    whitening = local_whitening(X, gen(), 30)
+    # max(5, 120 // 40) = 5 directions kept, in the first columns.
+    kept = (whitening.matrix != 0).any(dim=0)
+    assert kept.tolist() == [True] * 5 + [False] * 295
+    # In standardised coordinates the kept columns lie in the span of the 5
+    # leading principal directions, and under them the neighbour differences
+    # of those components get identity covariance.
+    standard = standardised(X)
+    basis = torch.linalg.svd(standard, full_matrices=False).Vh[:5].T
+    matrix = X.double().std(dim=0, unbiased=False)[:, None] * whitening.matrix[:, :5]
+    torch.testing.assert_close(basis @ (basis.T @ matrix), matrix)
+    components = (standard @ basis).float()
+    covariance, _ = ledoit_wolf(neighbour_differences(components, 30), assume_centered=True)
+    inner = (basis.T @ matrix).numpy()
+    np.testing.assert_allclose(inner.T @ covariance @ inner, np.eye(5), atol=1e-4)
+
+
+def test_wide_data_use_more_rows_once_projected(monkeypatch):
+    X = torch.randn(200, 50, generator=gen())
+    # A budget of 40 rows of 50 features' differences: 200 rows of 5
+    # components fit it.
+    monkeypatch.setattr(metric, "_MAX_DIFFERENCE_VALUES", 30 * 50 * 40)
+    calls = []
+    original = metric.nearest_neighbors
+    monkeypatch.setattr(
+        metric, "nearest_neighbors", lambda S, k, g: calls.append(S.shape) or original(S, k, g)
+    )
+    local_whitening(X, gen(), 30)
+    assert calls == [(200, 5)]
+    # With the default budget: 699 rows of 200 noise features are too few;
+    # 2,364 rows of 59 components fit (2,364 * 30 * 59 <= 2**22).
+    monkeypatch.undo()
+    monkeypatch.setattr(
+        metric, "nearest_neighbors", lambda S, k, g: calls.append(S.shape) or original(S, k, g)
+    )
+    local_whitening(torch.randn(3000, 200, generator=gen()), gen(), 30)
+    assert calls[-1] == (2364, 59)
+
+
+def test_identical_wide_rows_stay_finite():
+    X = torch.ones(10, 40)
+    whitening = local_whitening(X, gen(), 5)
+    out = whitening(torch.cat([X, X[:2] + 1]))
+    assert torch.isfinite(out).all()
+    assert (out[:10] == 0).all()
