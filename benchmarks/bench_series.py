@@ -11,12 +11,13 @@ aeon wheel (TRAIN and TEST concatenated). Every series is z-normalised per
 channel. IICClustering runs with its defaults on the (n, channels, length)
 arrays (``input_kind="series"``), or with ``--params``. Baselines: KMeans on
 the flattened series, aeon's KShape, and aeon's TimeSeriesKMeans with DTW.
-Prints a Markdown table (median and minimum over
-seeds of ARI, NMI and ACC, median fit time) and writes it to
-docs/benchmarks/series.md (or --output). The baselines are slow on the
-5000 series of mnist1d (minutes per fit for KShape and DTW k-means on two
-cores): ``--cache FILE`` keeps per-seed results, so a later run (for instance
-after changing ``iic_method``) only fits what is missing.
+"IICClustering, flat rows" is the same estimator given flat rows (the
+defaults of tables). Prints a Markdown table (median and minimum over seeds
+of ARI, NMI and ACC, median fit time) and writes it to
+docs/benchmarks/series.md (or --output). The baselines are slow on the 5000
+series of mnist1d (about 20 minutes per KShape fit on two cores): ``--cache
+FILE`` keeps per-seed results, so a later run (for instance after changing
+the estimator: delete its entries) only fits what is missing.
 
 Needs the ``benchmarks`` extra (aeon, mnist1d).
 """
