@@ -12,7 +12,10 @@ shifted, warped, rescaled and noised copies of each series, so the clusters
 it learns ignore exactly those changes.
 
 Series are given in the ``(n_cases, n_channels, n_timepoints)`` layout of
-aeon, sktime and tslearn, with ``input_kind="series"``.
+aeon, sktime and tslearn, with ``input_kind="series"``. The estimator first
+checks that shifts are an invariance of the data (shifted series lie as near
+other series as neighbours do, as here); series aligned in time would be
+compared time point by time point instead.
 """
 
 # %%

@@ -31,7 +31,7 @@ from ._loss import normalized_mutual_information
 from ._merge import choose_head, merge_matrix, merged_joint, rank_by_size
 from ._metric import local_whitening
 from ._networks import build_network
-from ._pairs import PairSampler, nearest_neighbors, neighbors_among
+from ._pairs import PairSampler, nearest_neighbors, neighbors_among, shift_distance
 from ._plan import make_plan, step_work
 from ._runtime import available_or_cpu, inference_threads, runtime, thread_limit
 from ._training import train
@@ -172,6 +172,11 @@ class IICClustering(ClusterMixin, BaseEstimator):
         series in the ``(n_cases, n_channels, n_timepoints)`` layout of aeon,
         sktime and tslearn, and 2-D rows are univariate series (or
         ``series_shape``). ``"image"`` and ``"table"`` say so explicitly.
+        With the default ``network`` and ``perturbation``, series that
+        circular shifts carry far from every other series (aligned series,
+        such as daily profiles) are clustered as feature vectors, time point
+        by time point; the others with :class:`~sklearn_iic.ConvNet1d` and
+        shift-tolerant perturbations (see the user guide).
 
     image_shape : tuple of int or None, default=None
         ``(height, width)`` or ``(channels, height, width)`` of images given
@@ -456,18 +461,23 @@ class IICClustering(ClusterMixin, BaseEstimator):
                 X, array_shape = validate_input(self, X, reset=True, kind=kind)
                 input_shape = resolve_input_shape(kind, declared_shape, array_shape, X.shape[1])
             with _phase("fit.plan"):
-                plan = make_plan(self.get_params(deep=False), input_shape, X.shape[0])
+                shifts = None
+                if input_kind(input_shape) == "series":
+                    shifts = shift_distance(X, input_shape)
+                plan = make_plan(self.get_params(deep=False), input_shape, X.shape[0], shifts)
             if group is not None:
                 plan = group.agree_on_plan(plan, X)
             # Whitened features, and series, are standardised first, in float64:
             # the network, the pairs and the perturbation then see the same
             # numbers whatever the units of the data.
-            scaling = feature_scaling(X, input_shape) if plan.standardize else None
+            scaling = feature_scaling(X, plan.input_shape) if plan.standardize else None
             with runtime(plan.n_threads, seed=plan.seed, device=plan.device):
-                X_tensor = as_tensor(X, input_shape, plan.device, scaling)
+                X_tensor = as_tensor(X, plan.input_shape, plan.device, scaling)
                 with _phase("fit.network"):
                     probe = X_tensor[:_PROBE_ROWS]
-                    network = build_network(self.network, input_shape, plan.heads.n_outputs, probe)
+                    network = build_network(
+                        self.network, plan.input_shape, plan.heads.n_outputs, probe
+                    )
                     if plan.perturbation is not None:
                         check_perturbation(plan.perturbation, probe)
                 generator = torch.Generator(device=plan.device).manual_seed(plan.seed)

@@ -8,8 +8,8 @@ from sklearn_iic._plan import joint_passes, make_plan
 from sklearn_iic.perturbations import Compose, GaussianNoise, RandomAffine, default_perturbation
 
 
-def plan(n_samples=1000, input_shape=4, **params):
-    return make_plan(IICClustering(**params).get_params(), input_shape, n_samples)
+def plan(n_samples=1000, input_shape=4, shift_distance=None, **params):
+    return make_plan(IICClustering(**params).get_params(), input_shape, n_samples, shift_distance)
 
 
 def test_auto_settings_for_feature_vectors():
@@ -113,3 +113,15 @@ def test_bad_perturbation_fails_fast_on_large_data():
 )
 def test_patience_covers_enough_steps(n_samples, n_epochs, expected):
     assert plan(n_samples=n_samples, n_epochs=n_epochs).n_iter_no_change == expected
+
+
+def test_aligned_series_are_clustered_as_feature_vectors():
+    aligned = plan(n_clusters=2, input_shape=(1, 24), shift_distance=10.9)
+    assert aligned.input_shape == 24 and aligned.whiten and aligned.pairs == "both"
+    assert not aligned.perturb_x and aligned.heads.main_size == 50
+    shifted = plan(n_clusters=2, input_shape=(1, 24), shift_distance=1.2)
+    assert shifted.input_shape == (1, 24) and shifted.pairs == "perturbation"
+    # A network or perturbation of the user's keeps the series as they are.
+    own = plan(n_clusters=2, input_shape=(1, 24), shift_distance=10.9,
+               perturbation=GaussianNoise(0.1))
+    assert own.input_shape == (1, 24)

@@ -300,3 +300,16 @@ def test_series_like_arrays_without_input_kind_warn():
     with pytest.warns(UserWarning, match="pass input_kind='series'"):
         model = IICClustering(n_clusters=3, n_epochs=1, random_state=0).fit(X)
     assert model.input_shape_ == (1, 1, 64)  # images, as 3-D arrays always were
+
+
+def test_aligned_series_are_clustered_time_point_by_time_point():
+    X, _ = make_shifted_waveforms(150, random_state=0)
+    # Every waveform at the same place: shifts would carry series off the data.
+    X = np.stack([np.roll(x, -int(np.argmax(x[0]))) for x in X])
+    model = IICClustering(n_clusters=3, input_kind="series", n_epochs=20, random_state=0).fit(X)
+    assert model.input_shape_ == (1, 64) and model._plan.input_shape == 64
+    assert isinstance(model.network_.network, MLP) and model._plan.whiten
+    np.testing.assert_array_equal(model.predict(X), model.labels_)
+    # The same fit as the flattened series given as feature vectors.
+    flat = IICClustering(n_clusters=3, n_epochs=20, random_state=0).fit(X.reshape(len(X), -1))
+    np.testing.assert_array_equal(model.labels_, flat.labels_)
