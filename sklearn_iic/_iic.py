@@ -461,10 +461,10 @@ class IICClustering(ClusterMixin, BaseEstimator):
                 X, array_shape = validate_input(self, X, reset=True, kind=kind)
                 input_shape = resolve_input_shape(kind, declared_shape, array_shape, X.shape[1])
             with _phase("fit.plan"):
-                shifts = None
-                if input_kind(input_shape) == "series":
-                    shifts = shift_distance(X, input_shape)
-                plan = make_plan(self.get_params(deep=False), input_shape, X.shape[0], shifts)
+                plan = make_plan(
+                    self.get_params(deep=False), input_shape, X.shape[0],
+                    lambda: shift_distance(X, input_shape),
+                )
             if group is not None:
                 plan = group.agree_on_plan(plan, X)
             # Whitened features, and series, are standardised first, in float64:

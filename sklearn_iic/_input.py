@@ -19,8 +19,6 @@ def _blocks(X):
     return (slice(start, start + rows) for start in range(0, X.shape[0], rows))
 
 
-# Kinds of input and the array layouts they take (beyond 2-D rows).
-KINDS = ("table", "image", "series")
 # A 3-D array given without input_kind is read as greyscale images
 # (n, height, width); one whose "height" is at most a quarter of its "width"
 # is more likely aeon's (n_cases, n_channels, n_timepoints), hence a warning.
@@ -131,21 +129,20 @@ def resolve_input_shape(kind, declared_shape, array_shape, n_features):
     ``kind`` and ``declared_shape`` come from :func:`requested_kind`,
     ``array_shape`` from :func:`validate_input`.
     """
-    if kind == "table" or (kind == "auto" and declared_shape is None):
+    if kind in ("auto", "table"):  # a declared shape makes the kind "image" or "series"
         return array_shape if array_shape is not None else n_features
-    if kind == "image":
-        name, dims = "image_shape", 3
-        if declared_shape is None and array_shape is None:
-            raise ValueError(
-                "input_kind='image' needs image arrays of shape (n, height, width) or "
-                "(n, channels, height, width), or image_shape for flattened rows."
-            )
-    else:
-        name, dims = "series_shape", 2
-        if declared_shape is None:
-            return array_shape if array_shape is not None else (1, n_features)
+    name, dims, plural = ("image_shape", 3, "images") if kind == "image" else (
+        "series_shape", 2, "series"
+    )
     if declared_shape is None:
-        return array_shape
+        if array_shape is not None:
+            return array_shape
+        if kind == "series":  # flat rows: univariate series
+            return (1, n_features)
+        raise ValueError(
+            "input_kind='image' needs image arrays of shape (n, height, width) or "
+            "(n, channels, height, width), or image_shape for flattened rows."
+        )
     shape = (declared_shape,) if isinstance(declared_shape, (int, np.integer)) else declared_shape
     shape = tuple(int(d) for d in shape)
     shape = (1,) * (dims - len(shape)) + shape
@@ -155,8 +152,7 @@ def resolve_input_shape(kind, declared_shape, array_shape, n_features):
         )
     if array_shape is not None and array_shape != shape:
         raise ValueError(
-            f"{name}={declared_shape} does not match {kind.rstrip('s')}s of shape "
-            f"{array_shape}."
+            f"{name}={declared_shape} does not match {plural} of shape {array_shape}."
         )
     return shape
 

@@ -145,9 +145,11 @@ def make_plan(params, input_shape, n_samples, shift_distance=None):
         Shape of one sample: ``n_features``, ``(channels, length)`` or
         ``(channels, height, width)``.
     n_samples : int
-    shift_distance : float or None, default=None
-        For series, how far circular shifts move them from the data
-        (:func:`~sklearn_iic._pairs.shift_distance`). Series that shifts
+    shift_distance : callable or None, default=None
+        For series, called without arguments only when the rule needs it
+        (default network and perturbation): how far circular shifts move the
+        series from the data (:func:`~sklearn_iic._pairs.shift_distance`, a
+        nearest-neighbour search). Series that shifts
         carry far from every other series are aligned: with the default
         network and perturbation they are then clustered as feature vectors
         (``input_shape`` becomes ``n_features``).
@@ -180,7 +182,7 @@ def make_plan(params, input_shape, n_samples, shift_distance=None):
         seed=seed_from(params["random_state"]),
         pairs=pairs,
         perturbation=_perturbation(params["perturbation"], pairs, kind),
-        perturb_x=kind == "series" and pairs != "neighbors",
+        perturb_x=kind == "series",
         n_neighbors=min(params["n_neighbors"], n_samples - 1),
         standardize=whiten or kind == "series",
         whiten=whiten,
@@ -206,7 +208,7 @@ def _aligned_series(params, kind, shift_distance):
     return (
         kind == "series" and params["network"] is None
         and isinstance(params["perturbation"], str) and shift_distance is not None
-        and shift_distance > _ALIGNED_SHIFT_DISTANCE
+        and shift_distance() > _ALIGNED_SHIFT_DISTANCE
     )
 
 

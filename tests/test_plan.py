@@ -9,7 +9,8 @@ from sklearn_iic.perturbations import Compose, GaussianNoise, RandomAffine, defa
 
 
 def plan(n_samples=1000, input_shape=4, shift_distance=None, **params):
-    return make_plan(IICClustering(**params).get_params(), input_shape, n_samples, shift_distance)
+    measured = None if shift_distance is None else lambda: shift_distance
+    return make_plan(IICClustering(**params).get_params(), input_shape, n_samples, measured)
 
 
 def test_auto_settings_for_feature_vectors():
@@ -125,3 +126,12 @@ def test_aligned_series_are_clustered_as_feature_vectors():
     own = plan(n_clusters=2, input_shape=(1, 24), shift_distance=10.9,
                perturbation=GaussianNoise(0.1))
     assert own.input_shape == (1, 24)
+
+
+def test_the_shift_test_runs_only_when_the_rule_needs_it():
+    def not_needed():
+        raise AssertionError("shift_distance measured for nothing")
+
+    params = IICClustering(n_clusters=2, perturbation=GaussianNoise(0.1)).get_params()
+    make_plan(params, (1, 24), 100, not_needed)
+    make_plan(IICClustering(n_clusters=2).get_params(), 24, 100, not_needed)
