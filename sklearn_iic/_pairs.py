@@ -12,6 +12,12 @@ _DISTANCE_BLOCK = 2**26
 _MAX_REFERENCE = 50_000
 
 
+def random_rows(n_samples, n_rows, generator):
+    """Indices of ``n_rows`` of ``n_samples`` rows, drawn without replacement, in order."""
+    order = torch.randperm(n_samples, generator=generator, device=generator.device)
+    return order[:n_rows].sort().values
+
+
 @torch.no_grad()
 def nearest_neighbors(X, n_neighbors, generator, transform=None):
     """Indices of the ``n_neighbors`` nearest other samples of each sample of ``X``.
@@ -48,8 +54,7 @@ def nearest_neighbors(X, n_neighbors, generator, transform=None):
     flat = X.reshape(n_samples, -1)
     candidates = torch.arange(n_samples, device=X.device)
     if n_samples > _MAX_REFERENCE:
-        candidates = torch.randperm(n_samples, generator=generator, device=X.device)
-        candidates = candidates[:_MAX_REFERENCE].sort().values
+        candidates = random_rows(n_samples, _MAX_REFERENCE, generator)
 
     def itself(found, start, block):
         rows = torch.arange(start, start + found.shape[0], device=X.device)

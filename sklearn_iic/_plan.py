@@ -65,6 +65,14 @@ _MIN_PATIENCE_STEPS = 100
 # 0.254 and mnist1d (ACC) 0.681 / 0.162.
 _ALIGNED_SHIFT_DISTANCE = 3.0
 
+# max_samples="auto": the network is trained on a random subset of at most
+# this many rows; every row is labelled. The neighbour search, the largest
+# cost of a fit beyond it, grows as the square of the rows searched (203 s of
+# a default fit of 1e6 x 50 went into seeking neighbours among 50,000 rows),
+# while the automatic epochs already give each row many draws at this size
+# (10 epochs, 1,960 steps of 256). See the large-data benchmark.
+_AUTO_MAX_SAMPLES = 50_000
+
 # Entries of one head's pair joint (float32): beyond this a head cannot be
 # held, merged or scored in reasonable memory (2**26 entries: 256 MiB).
 _MAX_JOINT_ENTRIES = 2**26
@@ -72,7 +80,7 @@ _MAX_JOINT_ENTRIES = 2**26
 # Parameters that take integers, where a bool (an int to Python) is a mistake.
 _INTEGER_PARAMETERS = (
     "n_clusters", "n_neighbors", "n_microclusters", "n_subheads", "n_repeats",
-    "batch_size", "n_epochs", "n_iter_no_change",
+    "batch_size", "n_epochs", "n_iter_no_change", "max_samples",
 )
 
 
@@ -85,7 +93,8 @@ class Plan:
     images. ``pairs`` is ``"perturbation"``, ``"neighbors"`` or ``"both"``;
     ``perturbation`` the callable applied to the pair side (``None`` for
     neighbour pairs alone), and to the sample side too when ``perturb_x``.
-    ``standardize``: features (tables) or channels (series) are standardised
+    ``n_train_samples``: the rows trained on, a random subset when fewer than
+    the data's. ``standardize``: features (tables) or channels (series) are standardised
     before anything else. ``batch_size`` is the
     training batch (at most ``n_samples``); ``eval_batch_size`` the pairs per
     forward pass when joints are summed over several passes of the data.
@@ -95,6 +104,7 @@ class Plan:
     input_shape: object
     device: torch.device
     seed: int
+    n_train_samples: int
     pairs: str
     perturbation: object
     perturb_x: bool
@@ -145,6 +155,8 @@ def make_plan(params, input_shape, n_samples, shift_distance=None):
         Shape of one sample: ``n_features``, ``(channels, length)`` or
         ``(channels, height, width)``.
     n_samples : int
+        Rows of the data; the plan is made for the rows trained on
+        (``max_samples`` of them).
     shift_distance : callable or None, default=None
         For series, called without arguments only when the rule needs it
         (default network and perturbation): how far circular shifts move the
@@ -167,6 +179,7 @@ def make_plan(params, input_shape, n_samples, shift_distance=None):
             f"n_samples={n_samples} should be >= n_clusters={n_clusters} "
             "(and IIC needs at least 2 samples)."
         )
+    n_samples = _max_samples(params["max_samples"], n_samples, n_clusters)  # rows trained on
     kind = input_kind(input_shape)
     if _aligned_series(params, kind, shift_distance):
         input_shape, kind = int(np.prod(input_shape)), "table"
@@ -180,6 +193,7 @@ def make_plan(params, input_shape, n_samples, shift_distance=None):
         input_shape=input_shape,
         device=resolve_device(params["device"]),
         seed=seed_from(params["random_state"]),
+        n_train_samples=n_samples,
         pairs=pairs,
         perturbation=_perturbation(params["perturbation"], pairs, kind),
         perturb_x=kind == "series",
@@ -202,6 +216,28 @@ def make_plan(params, input_shape, n_samples, shift_distance=None):
         compile=params["compile"],
         verbose=params["verbose"],
     )
+
+
+def _max_samples(max_samples, n_samples, n_clusters):
+    if max_samples is None:
+        return n_samples
+    if max_samples == "auto":
+        return min(n_samples, _AUTO_MAX_SAMPLES)
+    if isinstance(max_samples, float):
+        # A fraction, as IsolationForest's max_samples.
+        rows = int(max_samples * n_samples)
+        if rows < max(2, n_clusters):
+            raise ValueError(
+                f"max_samples={max_samples} of n_samples={n_samples} is {rows} rows, "
+                f"fewer than n_clusters={n_clusters} (and IIC needs at least 2)."
+            )
+        return rows
+    if max_samples < max(2, n_clusters):
+        raise ValueError(
+            f"max_samples={max_samples} should be >= n_clusters={n_clusters} "
+            "(and IIC needs at least 2 samples)."
+        )
+    return min(max_samples, n_samples)
 
 
 def _aligned_series(params, kind, shift_distance):
@@ -256,7 +292,7 @@ def _n_microclusters(params, kind, n_samples):
         )
     if n_micro > n_samples:
         raise ValueError(
-            f"n_microclusters={n_micro} exceeds n_samples={n_samples}: micro-clusters "
+            f"n_microclusters={n_micro} exceeds the {n_samples} samples trained on: micro-clusters "
             "would be left empty."
         )
     return n_micro
@@ -269,7 +305,7 @@ def _heads(params, kind, n_samples):
     if n_over > n_samples:
         raise ValueError(
             f"overclustering={overclustering} asks for {n_over} clusters in the "
-            f"overclustering head, more than n_samples={n_samples}."
+            f"overclustering head, more than the {n_samples} samples trained on."
         )
     largest = max(n_micro, n_over)
     if largest**2 > _MAX_JOINT_ENTRIES:

@@ -368,6 +368,9 @@ def test_predict_checks(blobs):
         (dict(n_microclusters=0), "n_microclusters"),
         (dict(n_microclusters="many"), "n_microclusters"),
         (dict(n_epochs="many"), "n_epochs"),
+        (dict(max_samples=0), "max_samples"),
+        (dict(max_samples=1.5), "max_samples"),
+        (dict(max_samples="half"), "max_samples"),
     ],
 )
 def test_invalid_parameters(blobs, params, match):
@@ -492,6 +495,31 @@ def test_prediction_in_batches_matches_row_subsets(blobs):
     proba = model.predict_proba(big)
     np.testing.assert_allclose(proba[-500:], model.predict_proba(big[-500:]), rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(model.predict(big), proba.argmax(1))
+
+
+def test_trains_on_a_subset_and_labels_every_row():
+    X, y = make_blobs(n_samples=600, centers=3, n_features=4, random_state=1)
+    params = dict(n_clusters=3, **FAST)
+    subset = IICClustering(max_samples=200, **params).fit(X)
+    assert subset.labels_.shape == (600,) and subset.max_samples_ == 200
+    np.testing.assert_array_equal(subset.labels_, subset.predict(X))
+    assert adjusted_rand_score(y, subset.labels_) > 0.95
+    # The subset is drawn from random_state: a fraction naming the same rows
+    # trains the same model, and so does a refit.
+    np.testing.assert_array_equal(
+        IICClustering(max_samples=1 / 3, **params).fit(X).labels_, subset.labels_
+    )
+    np.testing.assert_array_equal(clone(subset).fit(X).labels_, subset.labels_)
+    assert not np.array_equal(
+        IICClustering(max_samples=300, **params).fit(X).predict_proba(X),
+        subset.predict_proba(X),
+    )
+    # All rows, however asked for, draw nothing: the same model as before.
+    full = IICClustering(**params).fit(X).labels_
+    for max_samples in (None, 600, 10**6, 1.0):
+        model = IICClustering(max_samples=max_samples, **params).fit(X)
+        np.testing.assert_array_equal(model.labels_, full)
+        assert model.max_samples_ == 600
 
 
 # -- fitted state --------------------------------------------------------------

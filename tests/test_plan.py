@@ -53,6 +53,31 @@ def test_auto_epochs(n_samples, expected):
     assert plan(n_samples=n_samples).n_epochs == expected
 
 
+@pytest.mark.parametrize(
+    "max_samples, n_samples, expected",
+    [("auto", 1000, 1000), ("auto", 10**6, 50_000), (None, 10**6, 10**6),
+     (300, 1000, 300), (5000, 1000, 1000), (0.25, 1000, 250), (1.0, 1000, 1000)],
+)
+def test_rows_trained_on(max_samples, n_samples, expected):
+    p = plan(n_samples=n_samples, max_samples=max_samples)
+    assert p.n_train_samples == expected
+    # Every setting is planned for the rows trained on.
+    assert p.n_epochs == plan(n_samples=expected).n_epochs
+    assert p.joint_passes == joint_passes(expected, 50)
+
+
+@pytest.mark.parametrize(
+    "max_samples, error, match",
+    [(True, TypeError, "max_samples must be an int, got True"),
+     (2, ValueError, "max_samples=2 should be >= n_clusters=3"),
+     (0.001, ValueError, "max_samples=0.001 of n_samples=1000 is 1 rows, fewer than n_clusters=3"),
+     ],
+)
+def test_too_few_rows_trained_on(max_samples, error, match):
+    with pytest.raises(error, match=match):
+        plan(n_clusters=3, max_samples=max_samples)
+
+
 def test_small_data_caps():
     p = plan(n_samples=30, n_clusters=3, n_neighbors=50)
     assert p.heads.main_size == 30 and p.batch_size == 30 and p.n_neighbors == 29
@@ -71,8 +96,8 @@ def test_joint_passes():
         (dict(n_clusters=True), TypeError, "n_clusters must be an int, got True"),
         (dict(n_subheads=False), TypeError, "n_subheads must be an int"),
         (dict(n_clusters=3, n_microclusters=2), ValueError, "must be at least n_clusters=3"),
-        (dict(n_microclusters=100_000), ValueError, "exceeds n_samples=1000"),
-        (dict(overclustering=1e9), ValueError, "more than n_samples=1000"),
+        (dict(n_microclusters=100_000), ValueError, "exceeds the 1000 samples trained on"),
+        (dict(overclustering=1e9), ValueError, "more than the 1000 samples trained on"),
         (dict(perturbation=[1, 2]), TypeError, "sequence of callables"),
         (dict(perturbation=None, pairs="perturbation"), ValueError, "nothing to pair"),
         (dict(whiten=True), ValueError, "whiten=True applies to feature vectors"),
