@@ -240,10 +240,11 @@ class IICClustering(ClusterMixin, BaseEstimator):
         drawn with ``random_state``, and the neighbour search, training and
         the choice of the head see only it; every row of ``X`` is labelled.
         ``"auto"`` trains on at most 50,000 rows, which bounds the time of a
-        fit on any amount of data: the neighbour search grows with the square
-        of the rows searched (a default fit of 1,000,000 x 50 on all rows
-        spent 203 s seeking neighbours alone), while 10 epochs of 50,000 rows
-        already give each row many draws. ``None`` trains on every row.
+        fit on any amount of data: the neighbour search costs the rows
+        searched times the (up to 50,000) rows searched among (a default fit
+        of 1,000,000 x 50 on every row spent 203 s seeking neighbours alone),
+        while 10 epochs of 50,000 rows already give each row many draws.
+        ``None`` trains on every row.
 
     tol : float or None, default=1e-3
         Tolerance of the convergence test: training stops once the epoch's

@@ -67,8 +67,8 @@ _ALIGNED_SHIFT_DISTANCE = 3.0
 
 # max_samples="auto": the network is trained on a random subset of at most
 # this many rows; every row is labelled. The neighbour search, the largest
-# cost of a fit beyond it, grows as the square of the rows searched (203 s of
-# a default fit of 1e6 x 50 went into seeking neighbours among 50,000 rows),
+# cost of a fit beyond it, costs the rows searched times the (up to 50,000)
+# rows searched among (203 s of a default fit of 1e6 x 50 on every row),
 # while the automatic epochs already give each row many draws at this size
 # (10 epochs, 1,960 steps of 256). See the large-data benchmark.
 _AUTO_MAX_SAMPLES = 50_000
@@ -94,8 +94,8 @@ class Plan:
     ``perturbation`` the callable applied to the pair side (``None`` for
     neighbour pairs alone), and to the sample side too when ``perturb_x``.
     ``n_train_samples``: the rows trained on, a random subset when fewer than
-    the data's. ``standardize``: features (tables) or channels (series) are standardised
-    before anything else. ``batch_size`` is the
+    the data's. ``standardize``: features (tables) or channels (series) are
+    standardised before anything else. ``batch_size`` is the
     training batch (at most ``n_samples``); ``eval_batch_size`` the pairs per
     forward pass when joints are summed over several passes of the data.
     """
