@@ -15,8 +15,12 @@ from sklearn_iic.metrics import clustering_accuracy
 METRICS = ("ACC", "NMI", "ARI")
 
 
-def evaluate(make_model, X, y, seeds):
-    """Fit ``make_model(seed)`` on X for each seed; return per-seed metric dicts."""
+def evaluate(make_model, X, y, seeds, describe=None):
+    """Fit ``make_model(seed)`` on X for each seed; return per-seed metric dicts.
+
+    ``describe(model, labels)``, if given, returns more fields of each run
+    (a dict), read from the fitted model after the timed ``fit_predict``.
+    """
     runs = []
     for seed in seeds:
         model = make_model(seed)
@@ -28,6 +32,7 @@ def evaluate(make_model, X, y, seeds):
             "NMI": normalized_mutual_info_score(y, labels),
             "ARI": adjusted_rand_score(y, labels),
             "fit_s": seconds,
+            **(describe(model, labels) if describe is not None else {}),
         })
     return runs
 

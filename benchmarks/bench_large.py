@@ -24,15 +24,13 @@ docs/benchmarks/large.md (or --output).
 
 import argparse
 import pathlib
-import time
 import warnings
 
 import numpy as np
-from _common import device_description, markdown_table, write_report
+from _common import device_description, evaluate, markdown_table, summarise, write_report
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs, make_classification
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from sklearn_iic import IICClustering
 
@@ -62,22 +60,19 @@ METHODS = {
 }
 
 
-def measure(model, X, y):
-    start = time.perf_counter()
+def describe(model, labels):
+    """Clusters used; for IICClustering, the epochs run."""
+    epochs = model.n_iter_ if isinstance(model, IICClustering) else None
+    return {"clusters": len(np.unique(labels)), "epochs": epochs}
+
+
+def measure(make_model, X, y, seed):
+    """One seed's run (evaluate's fields and describe's), and whether the fit converged."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        labels = model.fit_predict(X)
-    seconds = time.perf_counter() - start
+        (run,) = evaluate(make_model, X, y, [seed], describe)
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    iic = isinstance(model, IICClustering)
-    return {
-        "fit_s": seconds,
-        "ARI": adjusted_rand_score(y, labels),
-        "NMI": normalized_mutual_info_score(y, labels),
-        "epochs": model.n_iter_ if iic else None,
-        "converged": converged if iic else None,
-        "clusters": len(np.unique(labels)),
-    }
+    return {**run, "converged": converged if run["epochs"] is not None else None}
 
 
 def main():
@@ -99,12 +94,10 @@ def main():
                 # Up to 50,000 rows the defaults train on every row already.
                 if "all rows" in method and not 50_000 < n <= args.all_rows_up_to:
                     continue
-                runs = [measure(make_model(seed), X, y) for seed in range(args.seeds)]
-                first = runs[0]
-                row = [name, f"{n:,}", method,
-                       f"{np.median([r['fit_s'] for r in runs]):.1f}",
-                       f"{np.median([r['ARI'] for r in runs]):.3f}",
-                       f"{np.median([r['NMI'] for r in runs]):.3f}",
+                runs = [measure(make_model, X, y, seed) for seed in range(args.seeds)]
+                first, stats = runs[0], summarise(runs)
+                row = [name, f"{n:,}", method, f"{stats['fit_s'][0]:.1f}",
+                       f"{stats['ARI'][0]:.3f}", f"{stats['NMI'][0]:.3f}",
                        first["clusters"],
                        "" if first["epochs"] is None else first["epochs"],
                        "" if first["converged"] is None else "yes" if first["converged"] else "no"]

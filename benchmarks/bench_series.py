@@ -108,17 +108,8 @@ def methods(k, params):
     }
 
 
-class CountClusters:
-    """Record how many clusters a clusterer's labels use."""
-
-    def __init__(self, model):
-        self.model = model
-        self.n_used = None
-
-    def fit_predict(self, X):
-        labels = self.model.fit_predict(X)
-        self.n_used = len(np.unique(labels))
-        return labels
+def clusters_used(model, labels):
+    return {"clusters": len(np.unique(labels))}
 
 
 def collapsed(run):
@@ -141,9 +132,7 @@ def cached_evaluate(cache, key, make, X, y, seeds, cached_only=False):
         if name not in stored and cached_only:
             continue
         if name not in stored:
-            model = CountClusters(make(seed))
-            stored[name] = evaluate(lambda _, model=model: model, X, y, [seed])[0]
-            stored[name]["clusters"] = model.n_used
+            stored[name] = evaluate(make, X, y, [seed], clusters_used)[0]
             if cache is not None:
                 cache.write_text(json.dumps(stored, indent=1))
         runs.append(stored[name])

@@ -99,20 +99,13 @@ def load(name):
     return StandardScaler().fit_transform(X).astype(np.float32), y
 
 
-class Recorded:
-    """A clusterer whose fit records the clusters used and the whitened dimensions."""
-
-    def __init__(self, model, record):
-        self.model, self.record = model, record
-
-    def fit_predict(self, X):
-        labels = self.model.fit_predict(X)
-        whitening = getattr(getattr(self.model, "network_", None), "whitening", None)
-        dims = None
-        if whitening is not None:
-            dims = int((whitening.matrix != 0).any(dim=0).sum())
-        self.record.append({"clusters": len(np.unique(labels)), "dims": dims})
-        return labels
+def describe(model, labels):
+    """The clusters the labels use, and the whitened dimensions (non-zero map columns)."""
+    whitening = getattr(getattr(model, "network_", None), "whitening", None)
+    dims = None
+    if whitening is not None:
+        dims = int((whitening.matrix != 0).any(dim=0).sum())
+    return {"clusters": len(np.unique(labels)), "dims": dims}
 
 
 def methods(k):
@@ -128,10 +121,7 @@ def methods(k):
 def run(name, method, seeds):
     """Per-seed results (ARI, NMI, ACC, fit_s, clusters, dims) of one method on one data set."""
     X, y = load(name)
-    make = methods(len(np.unique(y)))[method]
-    record = []
-    runs = evaluate(lambda s: Recorded(make(s), record), X, y, seeds)
-    return [{**r, **extra} for r, extra in zip(runs, record)]
+    return evaluate(methods(len(np.unique(y)))[method], X, y, seeds, describe)
 
 
 def run_before(path, name, seeds, threads):
