@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._runtime import local_torch_rng
+from ._training import smallest_batch
 
 # Bytes of the hashes by which ranks compare their data, and of the error
 # message that a failed rank sends the others.
@@ -101,9 +102,8 @@ class DataParallel:
                 f"The process group's nccl backend needs training on a GPU; got "
                 f"device={str(plan.device)!r}. Use the gloo backend to train on CPUs."
             )
-        # The smallest batch of _training._epoch_batches must give every rank a pair.
-        n_samples = X.shape[0]
-        smallest = n_samples // -(-n_samples // plan.batch_size) * plan.n_repeats
+        # The smallest batch of the rows trained on must give every rank a pair.
+        smallest = smallest_batch(plan.n_train_samples, plan.batch_size) * plan.n_repeats
         if smallest < self.world_size:
             raise ValueError(
                 f"Batches of {smallest} pairs cannot be shared among {self.world_size} "

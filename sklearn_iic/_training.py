@@ -54,9 +54,13 @@ class Heads:
 
 def _epoch_batches(n_samples, batch_size, generator):
     order = torch.randperm(n_samples, generator=generator, device=generator.device)
-    n_batches = -(-n_samples // batch_size)
     # Near-equal batches: no tiny last batch to upset BatchNorm or the joint.
-    return order.tensor_split(n_batches)
+    return order.tensor_split(-(-n_samples // batch_size))
+
+
+def smallest_batch(n_samples, batch_size):
+    """Samples in the smallest of the near-equal batches that an epoch is split into."""
+    return n_samples // -(-n_samples // batch_size)
 
 
 def pair_logits(network, x, partner):

@@ -153,6 +153,13 @@ def _nan_on_one_rank(rank):
     ).fit(_data())
 
 
+def _small_batches_of_the_rows_trained_on(rank):
+    # 3 rows trained on, in batches of 2 and 1: the second leaves a rank without a pair.
+    IICClustering(
+        n_clusters=3, max_samples=3, batch_size=2, n_epochs=1, random_state=0, distributed=True
+    ).fit(_data())
+
+
 def _rank_0_alone(rank):
     # A plain fit inside a process group makes no collective call: rank 1
     # waits at the barrier below, which any collective of rank 0 would meet.
@@ -171,6 +178,7 @@ SCENARIOS = {
     "invalid_X_on_one_rank": _invalid_X_on_one_rank,
     "failing_perturbation": _failing_perturbation,
     "nan_on_one_rank": _nan_on_one_rank,
+    "small_batches": _small_batches_of_the_rows_trained_on,
     "rank_0_alone": _rank_0_alone,
 }
 
@@ -351,6 +359,12 @@ def test_a_failing_rank_stops_every_rank(ranks, scenario, error, message):
 def test_non_finite_values_on_one_rank_stop_every_rank(ranks):
     for result in (r["nan_on_one_rank"] for r in ranks):
         assert result[:2] == ("error", "FloatingPointError")
+
+
+def test_batches_too_small_to_share_raise_on_every_rank(ranks):
+    for result in (r["small_batches"] for r in ranks):
+        assert result[:2] == ("error", "ValueError")
+        assert "Batches of 1 pairs cannot be shared among 2 ranks" in result[2]
 
 
 def test_plain_fit_in_a_process_group_is_unchanged(ranks, single):
