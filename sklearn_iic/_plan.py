@@ -14,7 +14,7 @@ import torch
 
 from ._input import input_kind
 from ._runtime import resolve_device, seed_from, training_threads
-from ._training import Heads
+from ._training import Heads, batches_per_epoch
 from .perturbations import Compose, default_perturbation
 
 # n_microclusters="auto": at least this many micro-clusters, and at least
@@ -318,7 +318,7 @@ def _heads(params, kind, n_samples):
 
 
 def _patience(n_iter_no_change, n_epochs, n_samples, batch_size):
-    n_batches = -(-n_samples // batch_size)
+    n_batches = batches_per_epoch(n_samples, batch_size)
     patience = max(n_iter_no_change, -(-_MIN_PATIENCE_STEPS // n_batches))
     # A budget shorter than the patience could never converge: the
     # automatic 10 epochs of large data would warn on every fit.
@@ -328,7 +328,7 @@ def _patience(n_iter_no_change, n_epochs, n_samples, batch_size):
 def _n_epochs(n_epochs, n_samples, batch_size):
     if n_epochs != "auto":
         return n_epochs
-    n_batches = -(-n_samples // batch_size)
+    n_batches = batches_per_epoch(n_samples, batch_size)
     return int(np.clip(-(-_AUTO_STEPS // n_batches), _MIN_AUTO_EPOCHS, _MAX_AUTO_EPOCHS))
 
 

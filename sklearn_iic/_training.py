@@ -52,15 +52,20 @@ class Heads:
         return logits[:, head * size : (head + 1) * size]
 
 
+def batches_per_epoch(n_samples, batch_size):
+    """Optimiser steps of an epoch: batches of at most ``batch_size`` samples."""
+    return -(-n_samples // batch_size)
+
+
 def _epoch_batches(n_samples, batch_size, generator):
     order = torch.randperm(n_samples, generator=generator, device=generator.device)
     # Near-equal batches: no tiny last batch to upset BatchNorm or the joint.
-    return order.tensor_split(-(-n_samples // batch_size))
+    return order.tensor_split(batches_per_epoch(n_samples, batch_size))
 
 
 def smallest_batch(n_samples, batch_size):
     """Samples in the smallest of the near-equal batches that an epoch is split into."""
-    return n_samples // -(-n_samples // batch_size)
+    return n_samples // batches_per_epoch(n_samples, batch_size)
 
 
 def pair_logits(network, x, partner):
