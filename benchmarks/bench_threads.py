@@ -2,9 +2,10 @@
 
 Usage:
     python benchmarks/bench_threads.py [--epochs auto] [--repeats 1] [--burners 0 1 2]
+        [--workloads digits-features digits-images predict large]
         [--denormal-before-path /work/wt-rerun] [--denormal-repeats 1] [--output FILE]
 
-Three workloads, each with 0, 1 and 2 background processes burning a core
+Four workloads, each with 0, 1 and 2 background processes burning a core
 (``python -c "while True: pass"``, started before the workload's runs and
 killed after them, in a ``finally``):
 
@@ -13,7 +14,13 @@ killed after them, in a ``finally``):
 * digits images: the same fit on ``X.reshape(-1, 8, 8)``;
 * predict: ``predict`` of 1e6 x 50 float32 rows (make_blobs, 10 centres) by a
   model fitted once, before any burner starts, on 10,000 rows of the same data
-  with ``n_epochs=3``.
+  with ``n_epochs=3``;
+* large table: ``IICClustering(n_clusters=10, random_state=0)`` fitted on
+  200,000 x 20 float32 rows of ``make_classification`` (10 classes), which
+  it trains on a random 50,000 of (``max_samples="auto"``) and labels whole.
+
+``--workloads`` picks some of them (by their first word: digits-features,
+digits-images, predict, large).
 
 Each runs under the default policy (the caller's default torch threads,
 ``torch.get_num_threads()`` when this script starts) and forced to one thread
@@ -48,7 +55,7 @@ import warnings
 import numpy as np
 import torch
 from _common import device_description, markdown_table, write_report
-from sklearn.datasets import load_digits, make_blobs
+from sklearn.datasets import load_digits, make_blobs, make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
@@ -63,6 +70,8 @@ TARGET_RATIO = 1.2
 # Seconds the burners spin before a measurement starts.
 BURNER_WARMUP_S = 1.0
 PREDICT_ROWS, PREDICT_FEATURES, PREDICT_FIT_ROWS = 1_000_000, 50, 10_000
+LARGE_ROWS = 200_000
+WORKLOADS = ("digits-features", "digits-images", "predict", "large")
 
 # Run in a fresh interpreter by the denormal measurement, with PYTHONPATH set
 # to the checkout under test; prints one JSON line.
@@ -118,6 +127,20 @@ def predict_blobs():
 
     def run():
         return model.predict(X), None
+    return run
+
+
+def fit_large_table():
+    """A default fit of 200,000 rows: trained on a random 50,000, every row labelled."""
+    X, _ = make_classification(
+        LARGE_ROWS, 20, n_informative=10, n_redundant=0, n_classes=10,
+        n_clusters_per_class=1, class_sep=2.0, random_state=0,
+    )
+    X = X.astype(np.float32)
+
+    def run():
+        model = IICClustering(n_clusters=10, random_state=0).fit(X)
+        return model.labels_, model.n_iter_
     return run
 
 
@@ -256,6 +279,7 @@ def main():
                         help="checkout of sklearn_iic without denormal flushing: "
                              "times the overclustering fit with it and with this one")
     parser.add_argument("--denormal-repeats", type=int, default=1)
+    parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument("--output", type=pathlib.Path, default=OUT,
                         help="Markdown file the tables are written to")
     args = parser.parse_args()
@@ -269,12 +293,21 @@ def main():
     print(f"device: {device}; sklearn_iic from {sklearn_iic.__file__}; "
           f"{os.cpu_count()} cores", flush=True)
     X = load_digits().data / 16
-    print("fitting the predict model", flush=True)
-    workloads = {
-        "digits features (fit)": fit_digits(X, args.epochs),
-        "digits 8x8 images (fit)": fit_digits(X.reshape(-1, 8, 8), args.epochs),
-        f"predict {PREDICT_ROWS:.0e} x {PREDICT_FEATURES} float32": predict_blobs(),
+    # Built lazily: the predict model is fitted only when its workload is chosen.
+    builders = {
+        "digits-features": ("digits features (fit)", lambda: fit_digits(X, args.epochs)),
+        "digits-images": ("digits 8x8 images (fit)",
+                          lambda: fit_digits(X.reshape(-1, 8, 8), args.epochs)),
+        "predict": (f"predict {PREDICT_ROWS:.0e} x {PREDICT_FEATURES} float32", predict_blobs),
+        "large": (f"large table {LARGE_ROWS:,} x 20 (fit, 50,000 trained on)", fit_large_table),
     }
+    # torch's one-off initialisation would otherwise count in the first timed run.
+    IICClustering(n_clusters=2, n_epochs=1, random_state=0).fit(X[:16])
+    workloads = {}
+    for key in args.workloads:
+        name, build = builders[key]
+        print(f"preparing {name}", flush=True)
+        workloads[name] = build()
     header = ["workload", "burners", "load avg start", "load avg end", "default s",
               "one-thread s", "default / one-thread", "CPU/wall default", "CPU/wall one",
               "labels identical", "epochs run"]
