@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ._checks import check_tensor
+from ._runtime import memory_format
 
 
 class MLP(nn.Sequential):
@@ -70,8 +71,10 @@ class ConvNet(nn.Sequential):
         layers = []
         size = min(height, width)
         while True:
+            # No bias: BatchNorm subtracts it, so its gradient is rounding
+            # noise, in which Adam would still step by up to a learning rate.
             layers += [
-                nn.Conv2d(in_channels, channels, 3, padding=1),
+                nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
                 nn.BatchNorm2d(channels),
                 nn.ReLU(),
             ]
@@ -216,6 +219,10 @@ def build_network(network, input_shape, n_outputs, probe):
     a class or factory called as ``network(input_shape, n_outputs)``, or a
     module instance, which is deep-copied and never trained in place.
     """
+    # The default network only: a user's module is trained in the layout it
+    # comes in, as its forward may assume it (x.view(n, -1) fails on
+    # channels-last activations).
+    layout = memory_format(probe) if network is None else torch.preserve_format
     if isinstance(network, nn.Module):
         network = copy.deepcopy(network)
     else:
@@ -228,7 +235,7 @@ def build_network(network, input_shape, n_outputs, probe):
             )
     if not any(p.requires_grad for p in network.parameters()):
         raise ValueError(f"The network {type(network).__name__} has no trainable parameters.")
-    network = network.to(probe.device).eval()
+    network = network.to(probe.device, memory_format=layout).eval()
     try:
         with torch.no_grad():
             out = network(probe)

@@ -56,6 +56,20 @@ def resolve_device(device):
     return device
 
 
+def memory_format(batch):
+    """Layout of the weights of the default network fed ``batch``: channels-last for CPU images.
+
+    oneDNN's convolutions run faster on channels-last weights: a training
+    step of the default convnet on 512 MNIST images took 426 ms against 726 ms
+    on one thread (332 against 428 on two), and no slower on digits' 8x8
+    images. Only the layout changes, not what the network computes. GPUs
+    keep torch's default layout: unmeasured there.
+    """
+    if batch.ndim == 4 and batch.device.type == "cpu":
+        return torch.channels_last
+    return torch.preserve_format
+
+
 def available_or_cpu(device):
     """``device`` if this machine has it, else the CPU: a model fitted on a GPU runs anywhere."""
     if device.type == "cuda" and not torch.cuda.is_available():

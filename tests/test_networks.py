@@ -12,6 +12,13 @@ def test_default_convnet_is_sized_from_the_image(shape):
     assert net(torch.zeros(2, *shape)).shape == (2, 7)
 
 
+def test_convnet_convolutions_feed_batch_norm_without_bias():
+    net = ConvNet((1, 28, 28), 5)
+    convs = [m for m in net if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 4 and all(c.bias is None for c in convs)
+    assert net[-1].bias is not None  # the logits keep theirs
+
+
 def test_default_network_by_input_shape():
     assert isinstance(default_network(5, 3), MLP)
     assert isinstance(default_network((1, 8, 8), 3), ConvNet)
@@ -25,6 +32,41 @@ def test_build_network_from_class_factory_and_instance():
     instance = nn.Linear(4, 6)
     copy = build_network(instance, 4, 6, probe)
     assert copy is not instance and torch.equal(copy.weight, instance.weight)
+
+
+def test_image_networks_take_the_channels_last_layout_on_the_cpu():
+    images = torch.rand(5, 3, 12, 12)
+    net = build_network(None, (3, 12, 12), 4, images)
+    conv = net[4].weight  # 32 -> 64 channels
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    # Only the layout changes: the same weights in torch's default layout agree.
+    plain = ConvNet((3, 12, 12), 4).eval()
+    plain.load_state_dict(net.state_dict())
+    assert plain[4].weight.is_contiguous()
+    with torch.no_grad():
+        torch.testing.assert_close(net(images), plain(images), rtol=1e-4, atol=1e-5)
+    assert build_network(None, 6, 4, torch.rand(5, 6))[0].weight.is_contiguous()
+
+
+class ViewFlatten(nn.Module):
+    """A user's convnet whose forward assumes torch's default layout (``view``)."""
+
+    def __init__(self, input_shape, n_outputs):
+        super().__init__()
+        self.conv = nn.Conv2d(input_shape[0], 8, 3, padding=1)
+        self.linear = nn.Linear(8 * input_shape[1] * input_shape[2], n_outputs)
+
+    def forward(self, x):
+        h = self.conv(x)
+        return self.linear(h.view(h.shape[0], -1))
+
+
+def test_user_networks_keep_their_layout():
+    images = torch.rand(5, 3, 12, 12)
+    for given in (ViewFlatten, ViewFlatten((3, 12, 12), 4)):
+        net = build_network(given, (3, 12, 12), 4, images)
+        assert net.conv.weight.is_contiguous()
+        assert net(images).shape == (5, 4)
 
 
 class Returns(nn.Module):

@@ -54,6 +54,21 @@ def test_auto_epochs(n_samples, expected):
 
 
 @pytest.mark.parametrize(
+    "input_shape, n_samples, expected",
+    # Digits' 8x8 images keep the 800 steps; MNIST-5k's 28x28 get 311 (1.8e10
+    # multiply-adds over steps of 256 x 784 x 288); a 64x64 image 59 steps.
+    [((1, 8, 8), 1797, 100), ((1, 28, 28), 5000, 16), ((1, 64, 64), 400, 30),
+     ((1, 28, 28), 60_000, 10)],
+)
+def test_auto_epochs_of_images_within_a_work_budget(input_shape, n_samples, expected):
+    assert plan(n_samples=n_samples, input_shape=input_shape).n_epochs == expected
+    # Feature vectors of as many values keep the step count.
+    flat = plan(n_samples=n_samples, input_shape=int(np.prod(input_shape)))
+    assert flat.n_epochs == plan(n_samples=n_samples).n_epochs
+    assert plan(n_samples=n_samples, input_shape=input_shape, n_epochs=7).n_epochs == 7
+
+
+@pytest.mark.parametrize(
     "max_samples, n_samples, expected",
     [("auto", 1000, 1000), ("auto", 10**6, 50_000), (None, 10**6, 10**6),
      (300, 1000, 300), (5000, 1000, 1000), (0.25, 1000, 250), (1.0, 1000, 1000)],
