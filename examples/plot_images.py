@@ -29,7 +29,7 @@ from sklearn_iic.metrics import clustering_accuracy
 from sklearn_iic.perturbations import default_perturbation
 
 FAST = os.environ.get("SKLEARN_IIC_EXAMPLES_FAST") == "1"
-n_epochs = 20 if FAST else 100
+n_epochs = 20 if FAST else "auto"
 
 X, y = load_digits(return_X_y=True)
 images = X.reshape(-1, 8, 8) / 16  # (n_samples, height, width), values in [0, 1]

@@ -231,11 +231,13 @@ class IICClustering(ClusterMixin, BaseEstimator):
     n_epochs : int or "auto", default="auto"
         Most passes over the data. ``"auto"`` gives about 800 optimiser
         steps, within 10 to 100 epochs: 100 epochs for up to about 2,000
-        samples, 40 for 5,000, 10 from 20,000 on (with ``batch_size=256``).
-        Images take at most 440 steps (55 epochs for 1,797 images of 8x8),
-        and those of more than about 300 values (17x17 grey pixels) fewer,
-        costlier steps, within a budget of multiply-adds: 16 epochs for
-        5,000 images of 28x28.
+        samples, 40 for 5,000, 10 from about 20,250 on (with
+        ``batch_size=256`` and ``n_repeats=1``). Images take at most 440
+        steps (55 epochs for 1,797 images of 8x8), and those of more than
+        about 550 values (23x23 grey pixels) fewer, costlier steps, within a
+        budget of multiply-adds that more repeats also spend: 16 epochs for
+        5,000 images of 28x28. The minimum of 10 epochs applies to images
+        too.
         Training stops earlier once converged (``tol``).
 
     max_samples : "auto", int, float or None, default="auto"

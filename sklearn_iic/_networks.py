@@ -52,7 +52,10 @@ class ConvNet(nn.Sequential):
     max-pooling until the feature map is at most 4 pixels wide; the channel
     count doubles after each pooling up to ``max_channels``. A linear layer
     maps the flattened features to the logits. Every convolution is followed
-    by BatchNorm, so pixel values in [0, 1] or [0, 255] work alike.
+    by BatchNorm, so pixel values in [0, 1] or [0, 255] work alike, and has
+    no bias, which BatchNorm would cancel. It flattens with
+    :class:`torch.nn.Flatten`, so it runs in any memory layout; fitted on
+    the CPU it keeps its weights channels-last.
 
     Parameters
     ----------
@@ -72,7 +75,11 @@ class ConvNet(nn.Sequential):
         size = min(height, width)
         while True:
             # No bias: BatchNorm subtracts it, so its gradient is rounding
-            # noise, in which Adam would still step by up to a learning rate.
+            # noise, in which Adam still steps by up to a learning rate. On
+            # channels-last weights that noise differed between one process
+            # and two ranks, and so did the probabilities, by up to 0.05. The
+            # MLP and ConvNet1d keep theirs: dropping them would change every
+            # table and series result, which were not rerun.
             layers += [
                 nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
                 nn.BatchNorm2d(channels),
@@ -219,10 +226,6 @@ def build_network(network, input_shape, n_outputs, probe):
     a class or factory called as ``network(input_shape, n_outputs)``, or a
     module instance, which is deep-copied and never trained in place.
     """
-    # The default network only: a user's module is trained in the layout it
-    # comes in, as its forward may assume it (x.view(n, -1) fails on
-    # channels-last activations).
-    layout = memory_format(probe) if network is None else torch.preserve_format
     if isinstance(network, nn.Module):
         network = copy.deepcopy(network)
     else:
@@ -235,6 +238,10 @@ def build_network(network, input_shape, n_outputs, probe):
             )
     if not any(p.requires_grad for p in network.parameters()):
         raise ValueError(f"The network {type(network).__name__} has no trainable parameters.")
+    # ConvNet only, however given: other modules are trained in the layout
+    # they come in, as their forward may assume it (x.view(n, -1) fails on
+    # channels-last activations).
+    layout = memory_format(probe) if type(network) is ConvNet else torch.preserve_format
     network = network.to(probe.device, memory_format=layout).eval()
     try:
         with torch.no_grad():

@@ -38,8 +38,9 @@ _MAX_JOINT_PASSES = 50
 _AUTO_STEPS = 800
 # Images train for fewer steps, and for at most _AUTO_IMAGE_WORK
 # multiply-adds (step_work's estimate) in all, so that larger images take
-# fewer, costlier steps. Longer training let some seeds drift to a clustering
-# that merges two classes and splits another. Digits as 8x8 images, 10 seeds,
+# fewer, costlier steps (but at least _MIN_AUTO_EPOCHS epochs). Longer
+# training let some seeds drift to a clustering that merges two classes and
+# splits another. Digits as 8x8 images, 10 seeds,
 # median (min) ACC: 320 steps 0.947 (0.881), 440 steps (55 epochs) 0.951
 # (0.927) in about 9 s, 800 steps 0.950 (0.895) in 17.6 s. MNIST-5k (28x28)
 # gets 311 steps of 5.8e7 (16 epochs): ACC 0.966 (0.964-0.967, 3 seeds) in

@@ -1,4 +1,4 @@
-"""Where and how torch runs during a fit or a prediction: device, threads, floats, random state.
+"""Where and how torch runs in a fit or a prediction: device, threads, layout, floats, randomness.
 
 The thread policy. Training uses one torch thread per ``WORK_PER_THREAD``
 multiply-adds of a step, at most the caller's limit, and never depends on
@@ -57,7 +57,7 @@ def resolve_device(device):
 
 
 def memory_format(batch):
-    """Layout of the weights of the default network fed ``batch``: channels-last for CPU images.
+    """Layout of the weights of a ConvNet fed ``batch``: channels-last for images on the CPU.
 
     oneDNN's convolutions run faster on channels-last weights: a training
     step of the default convnet on 512 MNIST images took 426 ms against 726 ms

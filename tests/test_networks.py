@@ -4,6 +4,7 @@ from torch import nn
 
 from sklearn_iic import MLP, ConvNet
 from sklearn_iic._networks import build_network, default_network
+from sklearn_iic._runtime import memory_format
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 96, 96), (1, 20, 12)])
@@ -45,7 +46,19 @@ def test_image_networks_take_the_channels_last_layout_on_the_cpu():
     assert plain[4].weight.is_contiguous()
     with torch.no_grad():
         torch.testing.assert_close(net(images), plain(images), rtol=1e-4, atol=1e-5)
-    assert build_network(None, 6, 4, torch.rand(5, 6))[0].weight.is_contiguous()
+    # However the ConvNet is given.
+    for given in (ConvNet, ConvNet((3, 12, 12), 4)):
+        assert build_network(given, (3, 12, 12), 4, images)[4].weight.is_contiguous(
+            memory_format=torch.channels_last
+        )
+
+
+def test_channels_last_only_for_images_on_the_cpu():
+    assert memory_format(torch.empty(2, 3, 8, 8)) is torch.channels_last
+    # Another device (meta stands in for a GPU), series and tables keep torch's layout.
+    assert memory_format(torch.empty(2, 3, 8, 8, device="meta")) is torch.preserve_format
+    assert memory_format(torch.empty(2, 3, 40)) is torch.preserve_format
+    assert memory_format(torch.empty(2, 6)) is torch.preserve_format
 
 
 class ViewFlatten(nn.Module):
