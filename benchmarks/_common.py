@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmark scripts: timing a clusterer, summarising seeds, reports."""
+"""Shared pieces of the benchmark scripts: data, timing a clusterer, summarising seeds, reports."""
 
 import pathlib
 import platform
@@ -8,11 +8,30 @@ import time
 
 import numpy as np
 import torch
+from sklearn.datasets import make_blobs, make_classification
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from sklearn_iic.metrics import clustering_accuracy
 
 METRICS = ("ACC", "NMI", "ARI")
+
+
+def large_table(name, n):
+    """``n`` float32 rows of a large-data table and their classes (``random_state=0``).
+
+    ``"blobs"``: ``make_blobs`` with 50 features and 10 centres;
+    ``"classification"``: ``make_classification`` with 20 features (10
+    informative, no redundant ones), 10 classes of one cluster each,
+    ``class_sep=2``, a table where KMeans is far from the classes.
+    """
+    if name == "blobs":
+        X, y = make_blobs(n_samples=n, n_features=50, centers=10, random_state=0)
+    else:
+        X, y = make_classification(
+            n, 20, n_informative=10, n_redundant=0, n_classes=10,
+            n_clusters_per_class=1, class_sep=2.0, random_state=0,
+        )
+    return X.astype(np.float32), y
 
 
 def evaluate(make_model, X, y, seeds, describe=None):

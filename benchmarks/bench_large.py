@@ -4,7 +4,7 @@ Usage:
     python benchmarks/bench_large.py [--sizes 200000 1000000] [--all-rows-up-to 200000]
         [--seeds 1] [--output FILE]
 
-Tables (float32, ``random_state=0``):
+Tables (float32, ``random_state=0``; ``_common.large_table``):
 
 * ``blobs``: ``make_blobs`` with 50 features and 10 centres, the data of the
   speed benchmark;
@@ -27,26 +27,21 @@ import pathlib
 import warnings
 
 import numpy as np
-from _common import device_description, evaluate, markdown_table, summarise, write_report
+from _common import (
+    device_description,
+    evaluate,
+    large_table,
+    markdown_table,
+    summarise,
+    write_report,
+)
 from sklearn.cluster import KMeans
-from sklearn.datasets import make_blobs, make_classification
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_iic import IICClustering
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "large.md"
 N_CLUSTERS = 10
-
-
-def make_data(name, n):
-    if name == "blobs":
-        X, y = make_blobs(n_samples=n, n_features=50, centers=N_CLUSTERS, random_state=0)
-    else:
-        X, y = make_classification(
-            n, 20, n_informative=10, n_redundant=0, n_classes=N_CLUSTERS,
-            n_clusters_per_class=1, class_sep=2.0, random_state=0,
-        )
-    return X.astype(np.float32), y
 
 
 METHODS = {
@@ -89,7 +84,7 @@ def main():
     rows = []
     for name in args.datasets:
         for n in args.sizes:
-            X, y = make_data(name, n)
+            X, y = large_table(name, n)
             for method, make_model in METHODS.items():
                 # Up to 50,000 rows the defaults train on every row already.
                 if "all rows" in method and not 50_000 < n <= args.all_rows_up_to:

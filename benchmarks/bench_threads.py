@@ -54,8 +54,8 @@ import warnings
 
 import numpy as np
 import torch
-from _common import device_description, markdown_table, write_report
-from sklearn.datasets import load_digits, make_blobs, make_classification
+from _common import device_description, large_table, markdown_table, write_report
+from sklearn.datasets import load_digits, make_blobs
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
@@ -132,11 +132,7 @@ def predict_blobs():
 
 def fit_large_table():
     """A default fit of 200,000 rows: trained on a random 50,000, every row labelled."""
-    X, _ = make_classification(
-        LARGE_ROWS, 20, n_informative=10, n_redundant=0, n_classes=10,
-        n_clusters_per_class=1, class_sep=2.0, random_state=0,
-    )
-    X = X.astype(np.float32)
+    X, _ = large_table("classification", LARGE_ROWS)
 
     def run():
         model = IICClustering(n_clusters=10, random_state=0).fit(X)
