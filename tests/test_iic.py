@@ -558,9 +558,10 @@ def test_score_does_not_depend_on_how_many_samples_are_scored():
 
 
 @pytest.mark.parametrize("pairs", ["both", "perturbation"])
-def test_same_labels_on_any_number_of_threads(digits, pairs):
-    X, _ = digits
-    X = X[:400]
+@pytest.mark.parametrize("shape", [(64,), (8, 8)], ids=["features", "images"])
+def test_same_labels_on_any_number_of_threads(digits, pairs, shape):
+    # Images: the default convnet, channels-last on the CPU.
+    X = digits[0][:400].reshape(-1, *shape)
     results = []
     for n_threads in (1, 2, 4):
         torch.set_num_threads(n_threads)
@@ -575,10 +576,11 @@ def test_same_labels_on_any_number_of_threads(digits, pairs):
         assert curve == results[0][2]
 
 
-def test_predictions_do_not_depend_on_threads_or_batches(digits):
-    X, _ = digits
+@pytest.mark.parametrize("shape", [(64,), (8, 8)], ids=["features", "images"])
+def test_predictions_do_not_depend_on_threads_or_batches(digits, shape):
+    X = digits[0].reshape(-1, *shape)
     model = IICClustering(n_clusters=10, n_epochs=3, random_state=0).fit(X[:300])
-    big = np.tile(X, (12, 1))  # several prediction batches
+    big = np.tile(X, (12,) + (1,) * len(shape))  # several prediction batches
     torch.set_num_threads(2)
     try:
         two = model.predict_proba(big)
