@@ -201,7 +201,8 @@ def shift_distance(X, input_shape):
     length (the larger draws of the default series perturbation) and returns
     the median distance from a shifted series to its nearest series in the
     data, over the median distance from a series to its nearest other
-    series. Near 1 when the data hold shifted versions of their series, so
+    series (repeated series count once). Near 1 when the data hold shifted
+    versions of their series, so
     that shifts are an invariance of the data; several times 1 when the
     series are aligned, so that a shift makes a series unlike any other.
 
@@ -221,6 +222,12 @@ def shift_distance(X, input_shape):
     reference = X
     if n_samples > _SHIFT_REFERENCE:
         reference = X[np.sort(rng.choice(n_samples, _SHIFT_REFERENCE, replace=False))]
+    # Distinct series only: in data repeated to oversample them, a series'
+    # nearest other series was its own copy, at distance 0, and every such
+    # data set looked aligned (an infinite ratio).
+    reference = np.unique(reference, axis=0)
+    if len(reference) < 2:
+        return float("inf")
     search = NearestNeighbors(n_neighbors=2).fit(reference)
     queries = reference[rng.choice(len(reference), min(len(reference), _SHIFT_QUERIES),
                                    replace=False)]

@@ -70,8 +70,8 @@ _MIN_PATIENCE_STEPS = 100
 # this many times farther from the data than their nearest neighbours are:
 # then the time of events, not only their shape, may tell clusters apart, and
 # the shift-invariant defaults of series would erase it. Measured ratios:
-# mnist1d 1.17 and BasicMotions 1.11 (shifted copies of their series occur in
-# the data), ItalyPowerDemand 10.9, ArrowHead 10.9, GunPoint 15.2. Median ARI
+# mnist1d 1.16 and BasicMotions 1.11 (shifted copies of their series occur in
+# the data), ItalyPowerDemand 10.8, ArrowHead 10.9, GunPoint 15.0. Median ARI
 # of 3 seeds as series / as feature vectors: ItalyPowerDemand -0.001 / 0.829,
 # ArrowHead 0.299 / 0.402, GunPoint -0.005 / -0.005; but BasicMotions 0.573 /
 # 0.254 and mnist1d (ACC) 0.681 / 0.162.

@@ -92,3 +92,14 @@ def test_shift_distance_tells_shifted_from_aligned_series():
     aligned = np.stack([np.roll(x, -int(np.argmax(x[0]))) for x in X])
     assert shift_distance(X.reshape(300, -1), (1, 64)) < 1.5  # measured 0.96
     assert shift_distance(aligned.reshape(300, -1), (1, 64)) > 3  # measured 3.73
+
+
+def test_shift_distance_counts_repeated_series_once():
+    from sklearn_iic.datasets import make_shifted_waveforms
+
+    X, _ = make_shifted_waveforms(300, random_state=0)
+    flat = X.reshape(300, -1)
+    # Oversampled by repetition: each series' nearest other series was its
+    # copy, at distance 0, which made the ratio infinite (aligned).
+    assert shift_distance(np.concatenate([flat, flat]), (1, 64)) == shift_distance(flat, (1, 64))
+    assert shift_distance(np.repeat(flat[:1], 5, axis=0), (1, 64)) == np.inf

@@ -295,6 +295,14 @@ def test_univariate_series_as_flat_rows():
     assert model.input_shape_ == (1, 64) and isinstance(model.network_, ConvNet1d)
 
 
+def test_repeated_series_keep_the_series_network():
+    X, _ = make_shifted_waveforms(60, random_state=0)
+    model = IICClustering(n_clusters=3, input_kind="series", n_epochs=1, random_state=0)
+    # Oversampled by repetition, shifted shapes are still shifted shapes.
+    model.fit(np.concatenate([X, X]))
+    assert model._plan.input_shape == (1, 64) and isinstance(model.network_, ConvNet1d)
+
+
 def test_series_like_arrays_without_input_kind_warn():
     X, _ = make_shifted_waveforms(30, random_state=0)
     with pytest.warns(UserWarning, match="pass input_kind='series'"):
