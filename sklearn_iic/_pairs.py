@@ -202,9 +202,9 @@ def shift_distance(X, input_shape):
     the median distance from a shifted series to its nearest series in the
     data, over the median distance from a series to its nearest other
     series (repeated series count once). Near 1 when the data hold shifted
-    versions of their series, so
-    that shifts are an invariance of the data; several times 1 when the
-    series are aligned, so that a shift makes a series unlike any other.
+    versions of their series, so that shifts are an invariance of the data;
+    several times 1 when the series are aligned, so that a shift makes a
+    series unlike any other.
 
     Parameters
     ----------
