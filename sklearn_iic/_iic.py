@@ -28,7 +28,7 @@ from ._input import (
     validate_input,
 )
 from ._loss import normalized_mutual_information
-from ._merge import choose_head, merge_matrix, merged_joint, rank_by_size
+from ._merge import choose_head, cut_tree, merge_matrix, merged_joint, rank_by_size
 from ._metric import local_whitening
 from ._networks import build_network
 from ._pairs import (
@@ -84,10 +84,12 @@ class IICClustering(ClusterMixin, BaseEstimator):
     onto a single cluster.
 
     On feature vectors the network by default clusters the data into many
-    small micro-clusters, which are then merged into ``n_clusters`` by keeping
-    as much of that mutual information as possible: micro-clusters that share
-    pairs end up together, whatever the shape of their union (rings, moons,
-    curved manifolds). Labels are the argmax of the (merged) soft assignments.
+    small micro-clusters, which are then merged two at a time into
+    ``n_clusters``, always the two groups whose samples are paired together
+    most often relative to chance: micro-clusters that share pairs end up
+    together, whatever the shape of their union (rings, moons, curved
+    manifolds) and whatever its size. Labels are the argmax of the (merged)
+    soft assignments.
     Feature vectors are first mapped to coordinates in which neighbours
     differ equally in every direction (``whiten``), so that clusters
     stretched along some directions do not reach into each other.
@@ -195,9 +197,11 @@ class IICClustering(ClusterMixin, BaseEstimator):
         ``input_kind="series"``.
 
     n_microclusters : int, "auto" or None, default="auto"
-        Clusters of the network's main head, merged greedily into
-        ``n_clusters`` after training: at each step the two groups whose union
-        loses the least mutual information between paired samples. ``"auto"``
+        Clusters of the network's main head, merged into ``n_clusters``
+        after training by average linkage on the pairs: at each step the two
+        groups of the largest lift ``P(G, H) / (P(G) P(H))`` of the joint
+        distribution of paired samples, which does not favour groups of equal
+        size (see the user guide's section on cluster sizes). ``"auto"``
         is ``max(50, 5 * n_clusters)`` (at most ``n_samples``) for feature
         vectors and ``None`` for images and series; ``None`` (or
         ``n_clusters``) trains a head of ``n_clusters`` directly, as in the
@@ -550,7 +554,10 @@ class IICClustering(ClusterMixin, BaseEstimator):
                         network, sampler, plan.heads, plan.eval_batch_size, plan.joint_passes
                     )
                 with _phase("fit.merge"):
-                    groups, head_losses, best_head = choose_head(joints, plan.n_clusters)
+                    (children, distances), head_losses, best_head = choose_head(
+                        joints, plan.n_clusters
+                    )
+                    groups = cut_tree(children, plan.n_clusters)
                 with _phase("fit.label"):
                     merge = merge_matrix(groups, plan.n_clusters, plan.device)
                     batches = X_tensor.split(prediction_batch_size(plan.n_features))

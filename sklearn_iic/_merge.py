@@ -10,100 +10,90 @@ import torch
 
 from ._loss import loss_from_joint
 
-# Rows of the initial (k, k, k) tensor built at once: bounds its memory at
-# about 64 MiB of float64 for any number of micro-clusters.
-_CHUNK_VALUES = 2**23
+# Below this, a product of marginals counts as zero (groups never paired).
+_TINY = np.finfo(np.float64).tiny
+_EPS = np.finfo(np.float64).eps
 
 
-def _xlogx(x):
-    return x * np.log(np.where(x > 0, x, 1.0))
+def merge_tree(joint):
+    """Agglomerate the clusters of a symmetric pair joint into one, two at a time.
 
-
-def _pairwise_xlogx_sums(joint, rows):
-    """``S[a, b] = sum_j xlogx(joint[a, j] + joint[b, j])`` for ``a`` in ``rows``."""
-    return _xlogx(joint[rows, None, :] + joint[None, :, :]).sum(axis=2)
-
-
-def merge_clusters(joint, n_clusters):
-    """Merge the clusters of a symmetric pair joint down to ``n_clusters`` groups.
-
-    Agglomerates greedily: at each step the two groups whose union loses the
-    least mutual information ``I(z; z')`` of the joint are merged, the joint
-    being summed over the merged rows and columns. Groups that share many pairs
-    lose little when merged, groups that share none lose the most, so
-    micro-clusters connected by pairs (along a manifold, within a class) end up
-    together whatever the shape of their union. Ties go to the lowest indices,
-    so the result is deterministic.
-
-    The mutual information changes only through the merged rows and columns, so
-    the loss of every candidate merge is kept up to date in ``O(k^2)`` per
-    step, ``O(k^3)`` in all for ``k`` micro-clusters.
+    At each step the two groups whose pairs join them most often relative to
+    chance are merged: those of the largest lift ``P(G, H) / (P(G) P(H))``,
+    the pair joint between the groups over the product of their marginals
+    (its logarithm is their pointwise mutual information). The lift of a
+    merged group with a third is the mass-weighted mean of its parts' lifts,
+    as in average linkage, so merges never rise in lift and the tree has no
+    inversions. Unlike the mutual information of the whole partition, the
+    lift does not grow with the balance of the groups: a group of a few
+    micro-clusters that pairs only within itself stays apart from a large
+    one, whatever their sizes. Ties go to the lowest indices, so the tree is
+    deterministic.
 
     Parameters
     ----------
     joint : array-like of shape (k, k)
         Symmetric joint distribution of the micro-clusters of paired samples,
         summing to one (as made by ``normalize_joint``).
-    n_clusters : int
-        Number of groups to keep, at most ``k``.
 
     Returns
     -------
-    groups : ndarray of shape (k,)
-        Group of each micro-cluster, numbered ``0 .. n_clusters - 1`` in order
-        of their lowest micro-cluster.
+    children : ndarray of shape (k - 1, 2)
+        The two nodes merged at each step, numbered as in
+        :class:`~sklearn.cluster.AgglomerativeClustering`: ``i < k`` is
+        micro-cluster ``i``, ``k + j`` the group made at step ``j``.
+    distances : ndarray of shape (k - 1,)
+        Minus the pointwise mutual information of each merge,
+        ``-log(lift)``, non-decreasing; groups never paired get
+        ``-log(eps)`` (about 36) rather than infinity.
     """
     P = np.array(joint, dtype=np.float64)
     k = P.shape[0]
-    # I(z; z') = sum xlogx(P) - 2 sum xlogx(marginal) for a symmetric joint;
-    # the loss of merging a and b follows from row sums of xlogx over
-    # "a and b's rows added", kept in S.
-    rows = max(1, _CHUNK_VALUES // (k * k))
-    S = np.concatenate([_pairwise_xlogx_sums(P, np.arange(i, min(i + rows, k)))
-                        for i in range(0, k, rows)])
-    F = _xlogx(P).sum(axis=1)
-    groups = np.arange(k)
+    mass = P.sum(axis=1)
     active = np.ones(k, dtype=bool)
-    upper = np.triu(np.ones((k, k), dtype=bool), 1)  # each unordered pair once
-    for _ in range(k - n_clusters):
-        marginal = P.sum(axis=1)
-        diag = np.diag(P)
-        # Sum over the other columns j of the merged row, twice (row and column),
-        # then the new diagonal entry and the new marginal.
-        off = (S - F[:, None] - F[None, :]
-               - (_xlogx(diag[:, None] + P) - _xlogx(diag)[:, None] - _xlogx(P))
-               - (_xlogx(P + diag[None, :]) - _xlogx(P) - _xlogx(diag)[None, :]))
-        gain = (2 * off
-                + _xlogx(diag[:, None] + diag[None, :] + 2 * P)
-                - _xlogx(diag)[:, None] - _xlogx(diag)[None, :] - 2 * _xlogx(P)
-                - 2 * (_xlogx(marginal[:, None] + marginal[None, :])
-                       - _xlogx(marginal)[:, None] - _xlogx(marginal)[None, :]))
-        allowed = active[:, None] & active[None, :] & upper
-        gain = np.where(allowed, gain, -np.inf)
-        a, b = np.unravel_index(np.argmax(gain), gain.shape)
-        # Replace columns a and b by their sum in S: remove their terms, add the merged one.
-        old_a, old_b = P[:, a].copy(), P[:, b].copy()
-        merged_col = old_a + old_b
-        S += (_xlogx(merged_col[:, None] + merged_col[None, :])
-              - _xlogx(old_a[:, None] + old_a[None, :])
-              - _xlogx(old_b[:, None] + old_b[None, :]))
-        P[:, a] = merged_col
-        P[:, b] = 0.0
-        P[a, :] = P[a, :] + P[b, :]
-        P[b, :] = 0.0
-        F = _xlogx(P).sum(axis=1)
-        S[a, :] = S[:, a] = _pairwise_xlogx_sums(P, np.array([a]))[0]
-        S[b, :] = S[:, b] = 0.0
+    lift = P / np.maximum(np.outer(mass, mass), _TINY)
+    # Each unordered pair once, in the upper triangle.
+    lift[np.tril_indices(k)] = -np.inf
+    node = np.arange(k)
+    children = np.empty((k - 1, 2), dtype=np.intp)
+    lifts = np.empty(k - 1)
+    for step in range(k - 1):
+        a, b = np.unravel_index(np.argmax(lift), lift.shape)
+        children[step] = node[a], node[b]
+        lifts[step] = lift[a, b]
+        # Group b joins group a: sum their rows and columns of the joint.
+        P[a] += P[b]
+        P[:, a] += P[:, b]
+        mass[a] += mass[b]
         active[b] = False
-        groups[groups == b] = a
-    return np.unique(groups, return_inverse=True)[1]
+        row = np.where(active, P[a] / np.maximum(mass[a] * mass, _TINY), -np.inf)
+        row[a] = -np.inf
+        lift[a, a + 1 :] = row[a + 1 :]
+        lift[:a, a] = row[:a]
+        lift[b, :] = lift[:, b] = -np.inf
+        node[a] = k + step
+    return children, -np.log(np.maximum(lifts, _EPS))
 
 
-def merge_groups(joint, n_clusters):
-    """Cluster of each micro-cluster of a sub-head (itself when there are none to merge)."""
-    if joint.shape[0] == n_clusters:
-        return np.arange(n_clusters)
-    return merge_clusters(joint.cpu().numpy(), n_clusters)
+def cut_tree(children, n_clusters):
+    """Group of each micro-cluster when a merge tree is cut into ``n_clusters`` groups.
+
+    Applies the first ``k - n_clusters`` merges of ``children`` (as made by
+    :func:`merge_tree`, ``k - 1`` rows for ``k`` micro-clusters); groups are
+    numbered ``0 .. n_clusters - 1`` in order of their lowest micro-cluster.
+    """
+    k = len(children) + 1
+    parent = np.arange(2 * k - 1)
+    for step, (a, b) in enumerate(children[: k - n_clusters]):
+        parent[a] = parent[b] = k + step
+    groups = np.arange(k)
+    for _ in range(k):  # follow each micro-cluster to the root of its group
+        following = parent[groups]
+        if np.array_equal(following, groups):
+            break
+        groups = following
+    _, first, roots = np.unique(groups, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[roots]
 
 
 def merge_matrix(groups, n_clusters, device=None):
@@ -119,11 +109,12 @@ def merged_joint(joint, groups, n_clusters):
 
 
 def choose_head(joints, n_clusters):
-    """Merge every main sub-head and keep the one whose clusters lose the least.
+    """Build every main sub-head's merge tree and keep the sub-head whose clusters lose the least.
 
-    The choice needs no labels: each sub-head's micro-clusters are merged into
-    ``n_clusters``, and the sub-head whose merged clusters have the lowest IIC
-    loss (``lamb=1``: the most mutual information between paired samples) wins.
+    The choice needs no labels: each sub-head's tree is cut into
+    ``n_clusters`` groups, and the sub-head whose groups have the lowest IIC
+    loss (``lamb=1``: the most mutual information between paired samples)
+    wins.
 
     Parameters
     ----------
@@ -133,20 +124,20 @@ def choose_head(joints, n_clusters):
 
     Returns
     -------
-    groups : ndarray of shape (n_microclusters,)
-        Cluster of each micro-cluster of the chosen sub-head.
+    tree : tuple of ndarray
+        ``(children, distances)`` of the chosen sub-head (see :func:`merge_tree`).
     losses : ndarray of shape (n_subheads,)
-        Loss of each sub-head's merged clusters.
+        Loss of each sub-head's ``n_clusters`` groups.
     best : int
         Index of the chosen sub-head.
     """
-    all_groups = [merge_groups(joint, n_clusters) for joint in joints]
+    trees = [merge_tree(joint.cpu().numpy()) for joint in joints]
     losses = np.array([
-        float(loss_from_joint(merged_joint(joint, groups, n_clusters)))
-        for joint, groups in zip(joints, all_groups)
+        float(loss_from_joint(merged_joint(joint, cut_tree(children, n_clusters), n_clusters)))
+        for joint, (children, _) in zip(joints, trees)
     ])
     best = int(np.argmin(losses))
-    return all_groups[best], losses, best
+    return trees[best], losses, best
 
 
 def rank_by_size(labels, n_clusters):

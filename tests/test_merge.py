@@ -7,9 +7,9 @@ import torch
 from sklearn_iic._loss import loss_from_joint, normalize_joint
 from sklearn_iic._merge import (
     choose_head,
-    merge_clusters,
-    merge_groups,
+    cut_tree,
     merge_matrix,
+    merge_tree,
     merged_joint,
     rank_by_size,
 )
@@ -29,17 +29,22 @@ def mutual_information(joint, groups):
     return float((merged[nonzero] * np.log(ratio[nonzero])).sum())
 
 
+def lift(joint, groups, a, b):
+    """``P(a, b) / (P(a) P(b))`` of groups ``a`` and ``b``, by hand."""
+    mass = joint.sum(axis=1)
+    in_a, in_b = groups == a, groups == b
+    return joint[np.ix_(in_a, in_b)].sum() / (mass[in_a].sum() * mass[in_b].sum())
+
+
 def greedy_by_brute_force(joint, n_clusters):
-    """Reference: try every merge of every step, keep the one with the most MI."""
+    """Reference: at each step try every pair of groups, merge the one of the largest lift."""
     groups = np.arange(joint.shape[0])
     while len(np.unique(groups)) > n_clusters:
-        candidates = []
-        for a, b in itertools.combinations(np.unique(groups), 2):
-            merged = np.where(groups == b, a, groups)
-            merged = np.unique(merged, return_inverse=True)[1]
-            candidates.append((mutual_information(joint, merged), -a, -b, merged))
-        groups = max(candidates, key=lambda c: c[:3])[3]
-    return groups
+        candidates = [(lift(joint, groups, a, b), -a, -b)
+                      for a, b in itertools.combinations(np.unique(groups), 2)]
+        _, a, b = max(candidates)
+        groups = np.where(groups == -b, -a, groups)
+    return np.unique(groups, return_inverse=True)[1]
 
 
 def test_blocks_merge_into_their_block():
@@ -47,21 +52,39 @@ def test_blocks_merge_into_their_block():
     joint = np.zeros((6, 6))
     for block in ([0, 2, 4], [1, 3, 5]):
         joint[np.ix_(block, block)] = 1.0
-    groups = merge_clusters(normalized(joint), 2)
+    children, distances = merge_tree(normalized(joint))
+    groups = cut_tree(children, 2)
     np.testing.assert_array_equal(groups, [0, 1, 0, 1, 0, 1])
     # Two balanced groups that never pair with each other: I = ln 2.
     assert mutual_information(joint / joint.sum(), groups) == pytest.approx(np.log(2))
+    # Within a block the lift is 1 / (3 * (1/6)) = 2; the last merge joins
+    # groups never paired, at -log(eps) rather than infinity.
+    np.testing.assert_allclose(distances[:4], -np.log(2))
+    assert distances[4] == pytest.approx(-np.log(np.finfo(np.float64).eps))
+
+
+def test_small_groups_are_not_merged_for_balance():
+    # Six micro-clusters in a chain (each pairs with itself and, less, with
+    # the next), and a seventh that pairs only with itself. The mutual
+    # information of two groups is largest for near halves, so it cut the
+    # chain and joined the seventh to one end ([0 0 1 1 1 1 0]); the lift
+    # keeps the chain whole and the small cluster apart.
+    joint = np.eye(7)
+    for i in range(5):
+        joint[i, i + 1] = joint[i + 1, i] = 0.2
+    groups = cut_tree(merge_tree(normalized(joint))[0], 2)
+    np.testing.assert_array_equal(groups, [0, 0, 0, 0, 0, 0, 1])
 
 
 def test_a_ring_of_micro_clusters_is_cut_into_arcs():
     # Micro-clusters on a ring, each pairing with itself and its two neighbours:
-    # the two groups keeping the most information are contiguous arcs.
+    # the two groups are contiguous arcs.
     k = 12
     joint = np.zeros((k, k))
     for i in range(k):
         for j in (i - 1, i, i + 1):
             joint[i, j % k] = 1.0
-    groups = merge_clusters(normalized(joint), 2)
+    groups = cut_tree(merge_tree(normalized(joint))[0], 2)
     assert np.count_nonzero(groups != np.roll(groups, 1)) == 2
 
 
@@ -71,18 +94,37 @@ def test_matches_brute_force_greedy(seed):
     k = int(rng.integers(3, 12))
     joint = rng.random((k, k)) ** 4
     joint = joint + joint.T
-    n_clusters = int(rng.integers(1, k))
-    groups = merge_clusters(normalized(joint), n_clusters)
-    expected = greedy_by_brute_force(joint / joint.sum(), n_clusters)
-    assert len(np.unique(groups)) == n_clusters
-    np.testing.assert_array_equal(groups, expected)
+    children, distances = merge_tree(normalized(joint))
+    assert children.shape == (k - 1, 2) and distances.shape == (k - 1,)
+    # Average linkage of the lift: no inversions.
+    assert np.all(np.diff(distances) >= -1e-12)
+    for n_clusters in range(1, k + 1):
+        groups = cut_tree(children, n_clusters)
+        assert len(np.unique(groups)) == n_clusters
+        np.testing.assert_array_equal(
+            groups, greedy_by_brute_force(joint / joint.sum(), n_clusters)
+        )
+
+
+def test_tree_numbers_nodes_as_agglomerative_clustering():
+    # Pairs (0, 1) and (2, 3), then their groups: nodes 4 and 5 are merged into 6.
+    joint = np.array([[4, 3, 0, 0.1], [3, 4, 0, 0], [0, 0, 4, 2], [0.1, 0, 2, 4]])
+    children, _ = merge_tree(normalized(joint))
+    np.testing.assert_array_equal(children, [[0, 1], [2, 3], [4, 5]])
+    np.testing.assert_array_equal(cut_tree(children, 3), [0, 0, 1, 2])
 
 
 def test_empty_micro_clusters_and_no_merge():
     joint = np.diag([0.5, 0.0, 0.5])
-    groups = merge_clusters(joint, 2)
+    children, distances = merge_tree(joint)
+    assert np.all(np.isfinite(distances))
+    groups = cut_tree(children, 2)
     assert groups[0] != groups[2]
-    np.testing.assert_array_equal(merge_clusters(joint, 3), [0, 1, 2])
+    np.testing.assert_array_equal(cut_tree(children, 3), [0, 1, 2])
+    # A single micro-cluster: an empty tree, one group.
+    children, distances = merge_tree(np.ones((1, 1)))
+    assert children.shape == (0, 2) and distances.shape == (0,)
+    np.testing.assert_array_equal(cut_tree(children, 1), [0])
 
 
 def test_merge_matrix_and_merged_joint():
@@ -97,8 +139,6 @@ def test_merge_matrix_and_merged_joint():
     assert merged[1, 1] == pytest.approx(float(joint[[0, 2]][:, [0, 2]].sum()))
     assert merged[0, 2] == pytest.approx(float(joint[1, 3]))
     assert float(merged.sum()) == pytest.approx(1.0)
-    # No micro-clusters to merge: every one is its own cluster.
-    np.testing.assert_array_equal(merge_groups(torch.eye(3) / 3, 3), [0, 1, 2])
 
 
 def test_choose_head_keeps_the_most_informative_sub_head():
@@ -107,7 +147,8 @@ def test_choose_head_keeps_the_most_informative_sub_head():
     blocks = np.zeros((4, 4))
     blocks[np.ix_([0, 1], [0, 1])] = blocks[np.ix_([2, 3], [2, 3])] = 1
     joints = [torch.as_tensor(normalized(blocks)), torch.full((4, 4), 1 / 16)]
-    groups, losses, best = choose_head(joints, 2)
+    (children, _), losses, best = choose_head(joints, 2)
+    groups = cut_tree(children, 2)
     assert best == 0
     assert groups[0] == groups[1] != groups[2] == groups[3]
     assert losses[0] == pytest.approx(-np.log(2), abs=1e-6)
