@@ -475,6 +475,11 @@ class IICClustering(ClusterMixin, BaseEstimator):
     def fit(self, X, y=None):
         """Train the network on X and label its samples.
 
+        When the features are standardised (``feature_mean_``), any finite
+        values are accepted, as each feature's scale is its own spread; values
+        that float32 cannot hold otherwise raise a ValueError, as infinite
+        values do.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), images of shape \
@@ -579,6 +584,15 @@ class IICClustering(ClusterMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Soft cluster assignments of X.
+
+        Samples whose values overflow float32, in which the network computes,
+        raise a ValueError, as infinite values do, rather than get NaN
+        probabilities: values beyond float32's range (about 3.4e38) once
+        standardised by ``feature_mean_`` and ``feature_scale_`` (such as
+        1e300 in a feature of the wine data), or as they are when not
+        standardised, and values that overflow inside the network. Such
+        samples lie far outside the training data. The same holds for
+        :meth:`predict` and :meth:`score`.
 
         Parameters
         ----------

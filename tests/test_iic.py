@@ -721,3 +721,30 @@ def test_features_beyond_float32_are_standardised_in_float64(blobs):
     assert adjusted_rand_score(y, model.labels_) > 0.9
     with pytest.raises(ValueError, match="beyond float32's range"):
         IICClustering(n_clusters=3, whiten=False, **FAST).fit(extreme)
+
+
+@pytest.mark.parametrize("value", [1e300, 3.4e38, -1e300])
+def test_huge_finite_values_are_standardised_in_fit_and_refused_beyond_float32(value):
+    from sklearn.datasets import load_wine
+
+    X, _ = load_wine(return_X_y=True)
+    huge = X.copy()
+    huge[0, 0] = value
+    # In fit the value sets its feature's scale, so standardised it fits float32.
+    model = IICClustering(n_clusters=3, **FAST).fit(huge)
+    assert np.isfinite(model.predict_proba(huge)).all()
+    # Against the scale of ordinary data it would overflow float32: refused, as inf is.
+    model = IICClustering(n_clusters=3, **FAST).fit(X)
+    for method in (model.predict, model.predict_proba, model.score):
+        with pytest.raises(ValueError, match="Standardised .* beyond float32's range"):
+            method(huge[:5])
+
+
+def test_a_network_output_that_overflows_is_refused(blobs):
+    X, _ = blobs
+    model = IICClustering(n_clusters=3, whiten=False, **FAST).fit(X)
+    # Within float32's range, but far outside the data: the network's logits overflow.
+    huge = np.vstack([X[:4], np.full((1, 4), 3e38)])
+    for method in (model.predict, model.predict_proba, model.score):
+        with pytest.raises(ValueError, match="network's output is not finite"):
+            method(huge)
