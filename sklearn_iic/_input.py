@@ -56,7 +56,9 @@ def validate_input(estimator, X, *, reset, kind="auto"):
     when they look like series. For 2-D rows the shape returned is ``None``.
     """
     array_shape = None
-    if hasattr(X, "iloc") and X.shape[1] == 0:  # scikit-learn's message for it names no shape
+    # scikit-learn's message for a DataFrame without columns names no shape;
+    # a Series (1-D) is left to its "Expected a 2-dimensional container".
+    if hasattr(X, "iloc") and X.ndim == 2 and X.shape[1] == 0:
         raise ValueError(f"Found a DataFrame with 0 columns (shape={X.shape}); IIC needs features.")
     if not sp.issparse(X) and not hasattr(X, "iloc"):
         X = np.asarray(X)
