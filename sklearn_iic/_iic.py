@@ -238,7 +238,9 @@ class IICClustering(ClusterMixin, BaseEstimator):
         budget of multiply-adds that more repeats also spend: 16 epochs for
         5,000 images of 28x28. The minimum of 10 epochs applies to images
         too.
-        Training stops earlier once converged (``tol``).
+        Training stops earlier once converged (``tol``). The automatic
+        budget is the plan of the fit: running it out is no sign of a
+        problem, and raises no warning (``converged_`` tells).
 
     max_samples : "auto", int, float or None, default="auto"
         Rows the network is trained on. When ``X`` has more, a random subset
@@ -256,8 +258,10 @@ class IICClustering(ClusterMixin, BaseEstimator):
         Tolerance of the convergence test: training stops once the epoch's
         mean loss has not fallen below its best by at least ``tol`` for
         ``n_iter_no_change`` epochs in a row. ``None`` always runs
-        ``n_epochs``. A :class:`~sklearn.exceptions.ConvergenceWarning` says
-        when the epochs ran out first.
+        ``n_epochs``. When ``n_epochs`` is an integer, a
+        :class:`~sklearn.exceptions.ConvergenceWarning` says when the epochs
+        ran out first; the automatic budget of ``n_epochs="auto"`` ends
+        without one. ``converged_`` says which happened.
 
     n_iter_no_change : int, default=20
         Epochs without improvement by ``tol`` after which training stops:
@@ -348,6 +352,10 @@ class IICClustering(ClusterMixin, BaseEstimator):
 
     n_iter_ : int
         Number of epochs run (fewer than ``n_epochs`` when converged).
+
+    converged_ : bool
+        Whether training stopped because the loss stopped improving by
+        ``tol``, rather than at the end of ``n_epochs``.
 
     n_features_in_ : int
         Number of features seen during fit (pixels times channels for images).
@@ -564,7 +572,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
                 pool = _score_pool(X_train, plan) if plan.uses_neighbors else None
             rank = rank_by_size(labels, plan.n_clusters)
             # Inside the transaction: warnings turned into errors fail the fit whole.
-            _warn_if_unfinished(plan, converged, rank[labels])
+            _warn_if_unfinished(plan, converged, rank[labels], self.n_epochs == "auto")
             if group is not None:
                 group.finish(network=network.state_dict(), labels=labels, groups=groups)
             self._plan = plan
@@ -574,6 +582,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
             self.network_ = network.cpu().eval()
             self.loss_curve_ = loss_curve
             self.n_iter_ = len(loss_curve)
+            self.converged_ = converged
             self.head_losses_ = head_losses
             self.best_head_ = best_head
             self.n_microclusters_ = plan.heads.main_size
@@ -713,9 +722,13 @@ class IICClustering(ClusterMixin, BaseEstimator):
         return tags
 
 
-def _warn_if_unfinished(plan, converged, labels):
-    """Warn when the epochs ran out before convergence, or when clusters were left empty."""
-    if not converged and plan.tol is not None:
+def _warn_if_unfinished(plan, converged, labels, automatic_epochs):
+    """Warn when chosen epochs ran out before convergence, or when clusters were left empty.
+
+    The budget of ``n_epochs="auto"`` (``automatic_epochs``) is the plan of
+    the fit, not a limit it hit: running it out is no sign of a problem.
+    """
+    if not converged and plan.tol is not None and not automatic_epochs:
         warnings.warn(
             f"IICClustering stopped after n_epochs={plan.n_epochs} epochs before the loss "
             f"stopped improving by tol={plan.tol}; raise n_epochs, or tol (None never "

@@ -609,11 +609,26 @@ def test_convergence_stops_early_and_warns_when_epochs_run_out(blobs):
     with pytest.warns(ConvergenceWarning, match="stopped after n_epochs=3"):
         model = IICClustering(n_clusters=3, n_epochs=3, random_state=0).fit(X)
     assert model.n_iter_ == 3
+    assert not model.converged_
     model = IICClustering(n_clusters=3, n_epochs=500, n_iter_no_change=5, random_state=0).fit(X)
     assert model.n_iter_ < 500 and len(model.loss_curve_) == model.n_iter_
+    assert model.converged_
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         IICClustering(n_clusters=3, n_epochs=3, tol=None, random_state=0).fit(X)
+
+
+def test_the_automatic_epoch_budget_runs_out_without_a_warning():
+    from sklearn.datasets import load_wine
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, _ = load_wine(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = IICClustering(n_clusters=3, random_state=0).fit(X)
+    assert model.n_iter_ == 100 and not model.converged_
+    with pytest.warns(ConvergenceWarning, match="stopped after n_epochs=5"):
+        IICClustering(n_clusters=3, n_epochs=5, random_state=0).fit(X)
 
 
 def test_warns_when_clusters_are_left_empty():
