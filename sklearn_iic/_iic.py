@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+import time
 import warnings
 from collections import OrderedDict
 from numbers import Integral, Real
@@ -304,9 +305,13 @@ class IICClustering(ClusterMixin, BaseEstimator):
         never reads or changes the global numpy or torch random state.
 
     verbose : int, default=0
-        When positive, print a line per epoch: the loss, the mutual
+        When positive, print the progress of training: the loss, the mutual
         information of the epoch's pairs and the cluster sizes (explained in
-        a first line), with a progress bar on terminals (tqdm).
+        a first line) of the first and last epochs and of every
+        ``ceil(n_epochs / 20)``-th epoch (at most 22 such lines); then a
+        closing line with how training ended, the sizes of the final
+        clusters and the time of the fit. On terminals a progress bar (tqdm) shows every
+        epoch.
 
     Attributes
     ----------
@@ -502,6 +507,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         self : IICClustering
             The fitted estimator.
         """
+        start = time.perf_counter()
         with _unchanged_on_failure(self), data_parallel(self.distributed) as group:
             with _phase("fit.validate"):
                 kind, declared_shape = requested_kind(
@@ -572,7 +578,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
                 pool = _score_pool(X_train, plan) if plan.uses_neighbors else None
             rank = rank_by_size(labels, plan.n_clusters)
             # Inside the transaction: warnings turned into errors fail the fit whole.
-            _warn_if_unfinished(plan, converged, rank[labels], self.n_epochs == "auto")
+            automatic_epochs = self.n_epochs == "auto"
+            _warn_if_unfinished(plan, converged, rank[labels], automatic_epochs)
             if group is not None:
                 group.finish(network=network.state_dict(), labels=labels, groups=groups)
             self._plan = plan
@@ -589,6 +596,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
             self.max_samples_ = plan.n_train_samples
             self.merge_map_ = rank[groups]
             self.labels_ = rank[labels]
+            if plan.verbose and (group is None or group.rank == 0):
+                print(_summary(self, start), flush=True)
         return self
 
     def predict_proba(self, X):
@@ -745,6 +754,25 @@ def _warn_if_unfinished(plan, converged, labels, automatic_epochs):
             UserWarning,
             stacklevel=4,
         )
+
+
+def _summary(estimator, start):
+    """The closing line of a verbose fit: how training ended, the final clusters, the time."""
+    plan = estimator._plan
+    if estimator.converged_:
+        ending = f"converged after {estimator.n_iter_} epochs"
+    elif estimator.n_epochs == "auto":
+        ending = f"ran the {plan.n_epochs} epochs of n_epochs='auto'"
+    else:
+        ending = f"stopped after {plan.n_epochs} epochs, not converged"
+    sizes = " ".join(str(n) for n in np.bincount(estimator.labels_, minlength=plan.n_clusters))
+    merged = ""
+    if estimator.n_microclusters_ != plan.n_clusters:
+        merged = f" (merged from {estimator.n_microclusters_} micro-clusters)"
+    return (
+        f"[IICClustering] {ending}; {plan.n_clusters} clusters of sizes [{sizes}]{merged}; "
+        f"fit in {time.perf_counter() - start:.1f}s"
+    )
 
 
 def _score_pool(X, plan):

@@ -466,9 +466,37 @@ def test_verbose_output_in_a_log(blobs, capsys):
     assert "MI: mutual information" in lines[0] and "ln 50" in lines[0]
     assert "epoch    1/2" in lines[1] and "epoch    2/2" in lines[2]
     assert "loss" in lines[2] and "MI" in lines[2] and "sizes [" in lines[2]
-    assert "stopped after 2 epochs, not converged" in lines[3]
+    assert "stopped after 2 epochs, not converged; 3 clusters of sizes [" in lines[3]
+    assert len(lines) == 4
     # Not a terminal: no progress bar, whose carriage returns would garble a log.
     assert "\r" not in captured.out + captured.err
+
+
+def test_verbose_prints_about_20_epochs_and_the_final_clusters(blobs, capsys):
+    import re
+
+    from sklearn.datasets import load_wine
+
+    X, _ = load_wine(return_X_y=True)
+    model = IICClustering(n_clusters=3, random_state=0, verbose=1).fit(X)
+    lines = capsys.readouterr().out.splitlines()
+    epochs = [int(re.search(r"epoch +(\d+)/100", line)[1]) for line in lines[1:-1]]
+    assert epochs == [1, *range(5, 101, 5)]
+    sizes = " ".join(str(n) for n in np.bincount(model.labels_))
+    assert re.fullmatch(
+        rf"\[IICClustering\] ran the 100 epochs of n_epochs='auto'; 3 clusters of sizes "
+        rf"\[{sizes}\] \(merged from 50 micro-clusters\); fit in \d+\.\ds",
+        lines[-1],
+    )
+    # Converged between two printed epochs: the last epoch run is printed too.
+    X, _ = blobs
+    model = IICClustering(n_clusters=3, n_epochs=500, n_iter_no_change=5, random_state=0,
+                          n_microclusters=None, verbose=1).fit(X)
+    lines = capsys.readouterr().out.splitlines()
+    assert model.converged_ and model.n_iter_ % 25 != 0
+    assert f"epoch {model.n_iter_:4d}/500" in lines[-2]
+    assert re.match(rf"\[IICClustering\] converged after {model.n_iter_} epochs; 3 clusters "
+                    r"of sizes \[\d+ \d+ \d+\]; fit in", lines[-1])
 
 
 def test_verbose_progress_bar_on_a_terminal(blobs, capsys, monkeypatch):
