@@ -9,7 +9,13 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -74,7 +80,7 @@ def _unchanged_on_failure(estimator):
         raise
 
 
-class IICClustering(ClusterMixin, BaseEstimator):
+class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """Invariant Information Clustering (IIC).
 
     Trains a neural network whose soft cluster assignments of a sample ``x``
@@ -384,6 +390,11 @@ class IICClustering(ClusterMixin, BaseEstimator):
     Ji, Henriques and Vedaldi, "Invariant Information Clustering for
     Unsupervised Image Classification and Segmentation", ICCV 2019.
 
+    ``fit`` takes no ``sample_weight``: batches, pairs and perturbations are
+    drawn at random, so a weight could be honoured only in expectation, never
+    exactly (a weight of 2 fitting as a repeated row does, as scikit-learn's
+    sample-weight checks require).
+
     Examples
     --------
     >>> from sklearn.datasets import load_digits
@@ -640,6 +651,27 @@ class IICClustering(ClusterMixin, BaseEstimator):
             )
         return proba.double().numpy()
 
+    def transform(self, X):
+        """Soft cluster assignments of X, as features: :meth:`predict_proba`.
+
+        A clusterer's transform maps samples into cluster space (KMeans's
+        gives the distances to its centroids); IIC has no centroids, and its
+        soft assignments are what its clusters are made of. As features they
+        sum to one in every row, and ``fit_transform`` equals ``fit`` then
+        ``transform``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), images or series
+            New data, shaped as in :meth:`fit`.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_clusters)
+            Probability of each cluster for each sample.
+        """
+        return self.predict_proba(X)
+
     def predict(self, X):
         """Cluster of each sample of X.
 
@@ -707,6 +739,11 @@ class IICClustering(ClusterMixin, BaseEstimator):
                 plan.passes_for(X.shape[0]), subheads=[self.best_head_],
             )
         return normalized_mutual_information(merged_joint(joint, self.merge_map_, plan.n_clusters))
+
+    @property
+    def _n_features_out(self):
+        """Columns of :meth:`transform`, for ``get_feature_names_out``."""
+        return self._plan.n_clusters
 
     def _validate_fitted_input(self, X):
         check_is_fitted(self)

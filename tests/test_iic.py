@@ -514,6 +514,21 @@ def test_verbose_progress_bar_on_a_terminal(blobs, capsys, monkeypatch):
     assert "IICClustering" in terminal.getvalue() and "epoch" in terminal.getvalue()
 
 
+def test_transform_gives_the_soft_assignments(blobs):
+    pd = pytest.importorskip("pandas")
+    X, _ = blobs
+    model = IICClustering(n_clusters=3, **FAST)
+    proba = model.fit_transform(X)
+    assert proba.shape == (120, 3)
+    np.testing.assert_array_equal(proba, model.transform(X))
+    np.testing.assert_array_equal(proba, model.predict_proba(X))
+    np.testing.assert_array_equal(proba.argmax(axis=1), model.labels_)
+    names = ["iicclustering0", "iicclustering1", "iicclustering2"]
+    assert list(model.get_feature_names_out()) == names
+    frame = model.set_output(transform="pandas").transform(X)
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == names
+
+
 def test_prediction_in_batches_matches_row_subsets(blobs):
     from sklearn_iic._inference import prediction_batch_size
 
