@@ -4,8 +4,10 @@ Build (from the repository root; warnings are errors)::
 
     SKLEARN_IIC_EXAMPLES_FAST=1 python -m sphinx -W --keep-going -b html docs docs/_build/html
 
-``SKLEARN_IIC_EXAMPLES_FAST=1`` makes the gallery examples run with fewer
-samples and epochs; leave it unset for the full-size figures.
+``SKLEARN_IIC_EXAMPLES_FAST=1`` makes the gallery examples that compare
+settings run with fewer samples and epochs (the quickstart only shortens its
+t-SNE embedding; the images example is unaffected); leave it unset for the
+full-size figures.
 """
 
 import os

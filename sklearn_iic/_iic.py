@@ -2,13 +2,20 @@
 
 import contextlib
 import copy
+import time
 import warnings
 from collections import OrderedDict
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -73,7 +80,7 @@ def _unchanged_on_failure(estimator):
         raise
 
 
-class IICClustering(ClusterMixin, BaseEstimator):
+class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """Invariant Information Clustering (IIC).
 
     Trains a neural network whose soft cluster assignments of a sample ``x``
@@ -242,7 +249,9 @@ class IICClustering(ClusterMixin, BaseEstimator):
         budget of multiply-adds that more repeats also spend: 16 epochs for
         5,000 images of 28x28. The minimum of 10 epochs applies to images
         too.
-        Training stops earlier once converged (``tol``).
+        Training stops earlier once converged (``tol``). The automatic
+        budget is the plan of the fit: running it out is no sign of a
+        problem, and raises no warning (``converged_`` tells).
 
     max_samples : "auto", int, float or None, default="auto"
         Rows the network is trained on. When ``X`` has more, a random subset
@@ -260,8 +269,10 @@ class IICClustering(ClusterMixin, BaseEstimator):
         Tolerance of the convergence test: training stops once the epoch's
         mean loss has not fallen below its best by at least ``tol`` for
         ``n_iter_no_change`` epochs in a row. ``None`` always runs
-        ``n_epochs``. A :class:`~sklearn.exceptions.ConvergenceWarning` says
-        when the epochs ran out first.
+        ``n_epochs``. When ``n_epochs`` is an integer, a
+        :class:`~sklearn.exceptions.ConvergenceWarning` says when the epochs
+        ran out first; the automatic budget of ``n_epochs="auto"`` ends
+        without one. ``converged_`` says which happened.
 
     n_iter_no_change : int, default=20
         Epochs without improvement by ``tol`` after which training stops:
@@ -304,9 +315,13 @@ class IICClustering(ClusterMixin, BaseEstimator):
         never reads or changes the global numpy or torch random state.
 
     verbose : int, default=0
-        When positive, print a line per epoch: the loss, the mutual
+        When positive, print the progress of training: the loss, the mutual
         information of the epoch's pairs and the cluster sizes (explained in
-        a first line), with a progress bar on terminals (tqdm).
+        a first line) of the first and last epochs and of every
+        ``ceil(n_epochs / 20)``-th epoch (at most 22 such lines); then a
+        closing line with how training ended, the sizes of the final
+        clusters and the time of the fit. On terminals a progress bar (tqdm) shows every
+        epoch.
 
     Attributes
     ----------
@@ -353,6 +368,10 @@ class IICClustering(ClusterMixin, BaseEstimator):
     n_iter_ : int
         Number of epochs run (fewer than ``n_epochs`` when converged).
 
+    converged_ : bool
+        Whether training stopped because the loss stopped improving by
+        ``tol``, rather than at the end of ``n_epochs``.
+
     n_features_in_ : int
         Number of features seen during fit (pixels times channels for images).
 
@@ -374,6 +393,11 @@ class IICClustering(ClusterMixin, BaseEstimator):
     -----
     Ji, Henriques and Vedaldi, "Invariant Information Clustering for
     Unsupervised Image Classification and Segmentation", ICCV 2019.
+
+    ``fit`` takes no ``sample_weight``: batches, pairs and perturbations are
+    drawn at random, so a weight could be honoured only in expectation, never
+    exactly (a weight of 2 fitting as a repeated row does, as scikit-learn's
+    sample-weight checks require).
 
     Examples
     --------
@@ -479,6 +503,11 @@ class IICClustering(ClusterMixin, BaseEstimator):
     def fit(self, X, y=None):
         """Train the network on X and label its samples.
 
+        When the features are standardised (``feature_mean_``), any finite
+        values are accepted, as each feature's scale is its own spread; values
+        that float32 cannot hold otherwise raise a ValueError, as infinite
+        values do.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), images of shape \
@@ -493,6 +522,7 @@ class IICClustering(ClusterMixin, BaseEstimator):
         self : IICClustering
             The fitted estimator.
         """
+        start = time.perf_counter()
         with _unchanged_on_failure(self), data_parallel(self.distributed) as group:
             with _phase("fit.validate"):
                 kind, declared_shape = requested_kind(
@@ -566,7 +596,8 @@ class IICClustering(ClusterMixin, BaseEstimator):
                 pool = _score_pool(X_train, plan) if plan.uses_neighbors else None
             rank = rank_by_size(labels, plan.n_clusters)
             # Inside the transaction: warnings turned into errors fail the fit whole.
-            _warn_if_unfinished(plan, converged, rank[labels])
+            automatic_epochs = self.n_epochs == "auto"
+            _warn_if_unfinished(plan, converged, rank[labels], automatic_epochs)
             if group is not None:
                 group.finish(network=network.state_dict(), labels=labels, groups=groups)
             self._plan = plan
@@ -576,16 +607,28 @@ class IICClustering(ClusterMixin, BaseEstimator):
             self.network_ = network.cpu().eval()
             self.loss_curve_ = loss_curve
             self.n_iter_ = len(loss_curve)
+            self.converged_ = converged
             self.head_losses_ = head_losses
             self.best_head_ = best_head
             self.n_microclusters_ = plan.heads.main_size
             self.max_samples_ = plan.n_train_samples
             self.merge_map_ = rank[groups]
             self.labels_ = rank[labels]
+            if plan.verbose and (group is None or group.rank == 0):
+                print(_summary(self, start), flush=True)
         return self
 
     def predict_proba(self, X):
         """Soft cluster assignments of X.
+
+        Samples whose values overflow float32, in which the network computes,
+        raise a ValueError, as infinite values do, rather than get NaN
+        probabilities: values beyond float32's range (about 3.4e38) once
+        standardised by ``feature_mean_`` and ``feature_scale_`` (such as
+        1e300 in a feature of the wine data), or as they are when not
+        standardised, and values that overflow inside the network. Such
+        samples lie far outside the training data. The same holds for
+        :meth:`predict` and :meth:`score`.
 
         Parameters
         ----------
@@ -614,6 +657,27 @@ class IICClustering(ClusterMixin, BaseEstimator):
                 self._network_on(device), batches, plan.heads, self.best_head_, merge
             )
         return proba.double().numpy()
+
+    def transform(self, X):
+        """Soft cluster assignments of X, as features: :meth:`predict_proba`.
+
+        A clusterer's transform maps samples into cluster space (KMeans's
+        gives the distances to its centroids); IIC has no centroids, and its
+        soft assignments are what its clusters are made of. As features they
+        sum to one in every row, and ``fit_transform`` equals ``fit`` then
+        ``transform``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), images or series
+            New data, shaped as in :meth:`fit`.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_clusters)
+            Probability of each cluster for each sample.
+        """
+        return self.predict_proba(X)
 
     def predict(self, X):
         """Cluster of each sample of X.
@@ -683,6 +747,11 @@ class IICClustering(ClusterMixin, BaseEstimator):
             )
         return normalized_mutual_information(merged_joint(joint, self.merge_map_, plan.n_clusters))
 
+    @property
+    def _n_features_out(self):
+        """Columns of :meth:`transform`, for ``get_feature_names_out``."""
+        return self._plan.n_clusters
+
     def _validate_fitted_input(self, X):
         check_is_fitted(self)
         X, array_shape = validate_input(
@@ -706,9 +775,13 @@ class IICClustering(ClusterMixin, BaseEstimator):
         return tags
 
 
-def _warn_if_unfinished(plan, converged, labels):
-    """Warn when the epochs ran out before convergence, or when clusters were left empty."""
-    if not converged and plan.tol is not None:
+def _warn_if_unfinished(plan, converged, labels, automatic_epochs):
+    """Warn when chosen epochs ran out before convergence, or when clusters were left empty.
+
+    The budget of ``n_epochs="auto"`` (``automatic_epochs``) is the plan of
+    the fit, not a limit it hit: running it out is no sign of a problem.
+    """
+    if not converged and plan.tol is not None and not automatic_epochs:
         warnings.warn(
             f"IICClustering stopped after n_epochs={plan.n_epochs} epochs before the loss "
             f"stopped improving by tol={plan.tol}; raise n_epochs, or tol (None never "
@@ -725,6 +798,25 @@ def _warn_if_unfinished(plan, converged, labels):
             UserWarning,
             stacklevel=4,
         )
+
+
+def _summary(estimator, start):
+    """The closing line of a verbose fit: how training ended, the final clusters, the time."""
+    plan = estimator._plan
+    if estimator.converged_:
+        ending = f"converged after {estimator.n_iter_} epochs"
+    elif estimator.n_epochs == "auto":
+        ending = f"ran the {plan.n_epochs} epochs of n_epochs='auto'"
+    else:
+        ending = f"stopped after {plan.n_epochs} epochs, not converged"
+    sizes = " ".join(str(n) for n in np.bincount(estimator.labels_, minlength=plan.n_clusters))
+    merged = ""
+    if estimator.n_microclusters_ != plan.n_clusters:
+        merged = f" (merged from {estimator.n_microclusters_} micro-clusters)"
+    return (
+        f"[IICClustering] {ending}; {plan.n_clusters} clusters of sizes [{sizes}]{merged}; "
+        f"fit in {time.perf_counter() - start:.1f}s"
+    )
 
 
 def _score_pool(X, plan):

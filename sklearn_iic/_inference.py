@@ -34,7 +34,7 @@ def pair_joints(network, sampler, heads, batch_size, n_passes=1, subheads=None):
         probs, partner_probs = heads.probabilities(logits), heads.probabilities(partner_logits)
         sums = [probs[h].T @ partner_probs[h] for h in subheads]
         totals = sums if totals is None else [t + s for t, s in zip(totals, sums)]
-    return [normalize_joint(t) for t in totals]
+    return [normalize_joint(_check_finite(t)) for t in totals]
 
 
 @torch.no_grad()
@@ -47,4 +47,20 @@ def merged_probabilities(network, batches, heads, head, merge):
     columns rather than with the network's full output.
     """
     network.eval()
-    return torch.cat([(heads.main(network(x), head).softmax(dim=1) @ merge).cpu() for x in batches])
+    return torch.cat(
+        [_check_finite(heads.main(network(x), head).softmax(dim=1) @ merge).cpu() for x in batches]
+    )
+
+
+def _check_finite(proba):
+    """Return ``proba`` (probabilities, or sums of their products); raise if not finite.
+
+    Inputs within float32's range can still overflow inside the network when
+    they lie far outside the training data, and softmax then gives NaN.
+    """
+    if not torch.isfinite(proba).all():
+        raise ValueError(
+            "The network's output is not finite for some samples of X: their values, "
+            "far outside the training data, overflow float32 inside the network."
+        )
+    return proba

@@ -56,7 +56,9 @@ def validate_input(estimator, X, *, reset, kind="auto"):
     when they look like series. For 2-D rows the shape returned is ``None``.
     """
     array_shape = None
-    if hasattr(X, "iloc") and X.shape[1] == 0:  # scikit-learn's message for it names no shape
+    # scikit-learn's message for a DataFrame without columns names no shape;
+    # a Series (1-D) is left to its "Expected a 2-dimensional container".
+    if hasattr(X, "iloc") and X.ndim == 2 and X.shape[1] == 0:
         raise ValueError(f"Found a DataFrame with 0 columns (shape={X.shape}); IIC needs features.")
     if not sp.issparse(X) and not hasattr(X, "iloc"):
         X = np.asarray(X)
@@ -108,12 +110,7 @@ def _check_float32_range(X):
         return
     for block in _blocks(X):
         magnitude = np.abs(X[block])
-        if magnitude.size and magnitude.max() > _FLOAT32.max:
-            raise ValueError(
-                f"X has values of magnitude up to {magnitude.max():.3g}, beyond float32's "
-                f"range ({_FLOAT32.max:.3g}), in which the network computes; rescale X, "
-                "for instance with StandardScaler."
-            )
+        _check_float32_max(magnitude, "X has", "rescale X, for instance with StandardScaler")
         tiny = (magnitude > 0) & (magnitude < _FLOAT32.tiny)
         if tiny.any():
             raise ValueError(
@@ -121,6 +118,16 @@ def _check_float32_range(X):
                 f"float32's smallest normal number ({_FLOAT32.tiny:.3g}), in which the "
                 "network computes; rescale X, for instance with StandardScaler."
             )
+
+
+def _check_float32_max(magnitude, subject, remedy):
+    """Refuse magnitudes beyond float32's range, which the network would see as inf."""
+    peak = magnitude.max(initial=0.0)
+    if peak > _FLOAT32.max:
+        raise ValueError(
+            f"{subject} values of magnitude up to {peak:.3g}, beyond float32's range "
+            f"({_FLOAT32.max:.3g}), in which the network computes; {remedy}."
+        )
 
 
 def resolve_input_shape(kind, declared_shape, array_shape, n_features):
@@ -217,20 +224,31 @@ def as_tensor(X, input_shape, device, scaling=None):
     With ``scaling`` (a feature mean and scale from :func:`feature_scaling`)
     the features are standardised in float64 before the cast, block by block:
     the tensor is then the same, bit for bit, whatever the units of X, and
-    no float64 copy of X is made. Without, values that float32 cannot hold
-    raise a ValueError, and float32 data on the CPU is shared,
-    not copied (fitting only reads it); read-only arrays, such as joblib's
+    no float64 copy of X is made; standardised values beyond float32's range
+    (a sample far outside the data the scaling was computed on, such as 1e300
+    in a feature of spread 1) raise a ValueError, as they would otherwise
+    become inf. Without, values that float32 cannot hold raise a ValueError,
+    and float32 data on the CPU is shared, not copied (fitting only reads
+    it); read-only arrays, such as joblib's
     memmaps, are shared too, hence torch's warning about them is silenced.
     Arrays with negative strides (``X[::-1]``) are copied, as torch cannot
     view them.
     """
     shape = (input_shape,) if isinstance(input_shape, int) else input_shape
     if scaling is not None:
-        # Standardised values fit float32 whatever the units of X.
+        # Standardised values fit float32 whatever the units of X, unless
+        # they lie far outside the data of the scaling: checked before the cast.
         mean, scale = scaling
         out = torch.empty(X.shape, dtype=torch.float32)
         for block in _blocks(X):
-            out[block] = torch.from_numpy(((X[block] - mean) / scale).astype(np.float32))
+            with np.errstate(over="ignore"):  # an inf here is refused just below
+                standardised = (X[block] - mean) / scale
+            _check_float32_max(
+                np.abs(standardised),
+                "Standardised by the mean and scale of the training data, X has",
+                "such samples lie far outside the training data",
+            )
+            out[block] = torch.from_numpy(standardised.astype(np.float32))
         return out.to(device).reshape(-1, *shape)
     _check_float32_range(X)
     if any(stride < 0 for stride in X.strides):

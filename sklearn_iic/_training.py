@@ -76,17 +76,23 @@ def pair_logits(network, x, partner):
 
 # Cluster sizes printed per epoch by verbose fits.
 _SIZES_SHOWN = 10
+# Epoch lines printed by verbose fits, about: a line every
+# ceil(n_epochs / _LINES_SHOWN) epochs, besides the first and last epochs.
+_LINES_SHOWN = 20
 
 
 class _EpochMonitor:
     """Per-epoch report for ``verbose``: loss, mutual information and cluster sizes.
 
     Tracks the first main sub-head, its cluster sizes largest first (the
-    largest ten, and how many are used, for micro-clusters). On a terminal a
-    tqdm progress bar (when tqdm is installed) shows the figures and each
-    epoch's line is written above it; into a file or a captured log only the
-    lines go, so that bar updates never run into them. Trained data-parallel
-    (``group``), the figures are summed over ranks and rank 0 alone reports.
+    largest ten, and how many are used, for micro-clusters). A line is
+    written for the first and the last epoch and every ``ceil(n_epochs /
+    20)`` epochs in between, so that long fits print about 20 lines. On a
+    terminal a tqdm progress bar (when tqdm is installed) shows the figures
+    of every epoch and the lines are written above it; into a file or a
+    captured log only the lines go, so that bar updates never run into them.
+    Trained data-parallel (``group``), the figures are summed over ranks and
+    rank 0 alone reports.
     """
 
     def __init__(self, n_epochs, n_clusters, lamb, group=None):
@@ -95,6 +101,8 @@ class _EpochMonitor:
         self.group = group
         self.silent = group is not None and group.rank != 0
         self.start = time.perf_counter()
+        self.every = math.ceil(n_epochs / _LINES_SHOWN)
+        self.unwritten = None  # the latest epoch's line, until written
         self.bar = None
         if not self.silent and sys.stderr is not None and sys.stderr.isatty():
             try:
@@ -135,16 +143,24 @@ class _EpochMonitor:
         sizes = " ".join(str(n) for n in counts[:_SIZES_SHOWN])
         if len(counts) > _SIZES_SHOWN:
             sizes += f" ...; {sum(n > 0 for n in counts)} of {len(counts)} used"
-        self._write(
+        self.unwritten = (
             f"[IICClustering] epoch {epoch + 1:4d}/{self.n_epochs}  loss {loss:+.4f}  "
             f"MI {information:.4f}  sizes [{sizes}]  ({time.perf_counter() - self.start:.1f}s)"
         )
+        if epoch == 0 or (epoch + 1) % self.every == 0 or epoch + 1 == self.n_epochs:
+            self._flush()
         if self.bar is not None:
             self.bar.update()
             self.bar.set_postfix(loss=f"{loss:+.4f}", MI=f"{information:.4f}")
 
-    def end(self, message):
-        self._write(f"[IICClustering] {message}")
+    def _flush(self):
+        if self.unwritten is not None:
+            self._write(self.unwritten)
+            self.unwritten = None
+
+    def end(self):
+        """Write the last epoch's line, if skipped (training converged in between)."""
+        self._flush()
 
     def close(self):
         if self.bar is not None:
@@ -251,9 +267,6 @@ def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
                 converged = True
                 break
         if monitor:
-            monitor.end(
-                f"converged after {len(loss_curve)} epochs" if converged
-                else f"stopped after {len(loss_curve)} epochs, not converged"
-            )
+            monitor.end()
     network.eval()
     return loss_curve, converged

@@ -466,9 +466,37 @@ def test_verbose_output_in_a_log(blobs, capsys):
     assert "MI: mutual information" in lines[0] and "ln 50" in lines[0]
     assert "epoch    1/2" in lines[1] and "epoch    2/2" in lines[2]
     assert "loss" in lines[2] and "MI" in lines[2] and "sizes [" in lines[2]
-    assert "stopped after 2 epochs, not converged" in lines[3]
+    assert "stopped after 2 epochs, not converged; 3 clusters of sizes [" in lines[3]
+    assert len(lines) == 4
     # Not a terminal: no progress bar, whose carriage returns would garble a log.
     assert "\r" not in captured.out + captured.err
+
+
+def test_verbose_prints_about_20_epochs_and_the_final_clusters(blobs, capsys):
+    import re
+
+    from sklearn.datasets import load_wine
+
+    X, _ = load_wine(return_X_y=True)
+    model = IICClustering(n_clusters=3, random_state=0, verbose=1).fit(X)
+    lines = capsys.readouterr().out.splitlines()
+    epochs = [int(re.search(r"epoch +(\d+)/100", line)[1]) for line in lines[1:-1]]
+    assert epochs == [1, *range(5, 101, 5)]
+    sizes = " ".join(str(n) for n in np.bincount(model.labels_))
+    assert re.fullmatch(
+        rf"\[IICClustering\] ran the 100 epochs of n_epochs='auto'; 3 clusters of sizes "
+        rf"\[{sizes}\] \(merged from 50 micro-clusters\); fit in \d+\.\ds",
+        lines[-1],
+    )
+    # Converged between two printed epochs: the last epoch run is printed too.
+    X, _ = blobs
+    model = IICClustering(n_clusters=3, n_epochs=500, n_iter_no_change=5, random_state=0,
+                          n_microclusters=None, verbose=1).fit(X)
+    lines = capsys.readouterr().out.splitlines()
+    assert model.converged_ and model.n_iter_ % 25 != 0
+    assert f"epoch {model.n_iter_:4d}/500" in lines[-2]
+    assert re.match(rf"\[IICClustering\] converged after {model.n_iter_} epochs; 3 clusters "
+                    r"of sizes \[\d+ \d+ \d+\]; fit in", lines[-1])
 
 
 def test_verbose_progress_bar_on_a_terminal(blobs, capsys, monkeypatch):
@@ -484,6 +512,21 @@ def test_verbose_progress_bar_on_a_terminal(blobs, capsys, monkeypatch):
     monkeypatch.setattr(sys, "stderr", terminal)
     IICClustering(n_clusters=3, n_epochs=2, verbose=1).fit(blobs[0])
     assert "IICClustering" in terminal.getvalue() and "epoch" in terminal.getvalue()
+
+
+def test_transform_gives_the_soft_assignments(blobs):
+    pd = pytest.importorskip("pandas")
+    X, _ = blobs
+    model = IICClustering(n_clusters=3, **FAST)
+    proba = model.fit_transform(X)
+    assert proba.shape == (120, 3)
+    np.testing.assert_array_equal(proba, model.transform(X))
+    np.testing.assert_array_equal(proba, model.predict_proba(X))
+    np.testing.assert_array_equal(proba.argmax(axis=1), model.labels_)
+    names = ["iicclustering0", "iicclustering1", "iicclustering2"]
+    assert list(model.get_feature_names_out()) == names
+    frame = model.set_output(transform="pandas").transform(X)
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == names
 
 
 def test_prediction_in_batches_matches_row_subsets(blobs):
@@ -609,11 +652,26 @@ def test_convergence_stops_early_and_warns_when_epochs_run_out(blobs):
     with pytest.warns(ConvergenceWarning, match="stopped after n_epochs=3"):
         model = IICClustering(n_clusters=3, n_epochs=3, random_state=0).fit(X)
     assert model.n_iter_ == 3
+    assert not model.converged_
     model = IICClustering(n_clusters=3, n_epochs=500, n_iter_no_change=5, random_state=0).fit(X)
     assert model.n_iter_ < 500 and len(model.loss_curve_) == model.n_iter_
+    assert model.converged_
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         IICClustering(n_clusters=3, n_epochs=3, tol=None, random_state=0).fit(X)
+
+
+def test_the_automatic_epoch_budget_runs_out_without_a_warning():
+    from sklearn.datasets import load_wine
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, _ = load_wine(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = IICClustering(n_clusters=3, random_state=0).fit(X)
+    assert model.n_iter_ == 100 and not model.converged_
+    with pytest.warns(ConvergenceWarning, match="stopped after n_epochs=5"):
+        IICClustering(n_clusters=3, n_epochs=5, random_state=0).fit(X)
 
 
 def test_warns_when_clusters_are_left_empty():
@@ -721,3 +779,30 @@ def test_features_beyond_float32_are_standardised_in_float64(blobs):
     assert adjusted_rand_score(y, model.labels_) > 0.9
     with pytest.raises(ValueError, match="beyond float32's range"):
         IICClustering(n_clusters=3, whiten=False, **FAST).fit(extreme)
+
+
+@pytest.mark.parametrize("value", [1e300, 3.4e38, -1e300])
+def test_huge_finite_values_are_standardised_in_fit_and_refused_beyond_float32(value):
+    from sklearn.datasets import load_wine
+
+    X, _ = load_wine(return_X_y=True)
+    huge = X.copy()
+    huge[0, 0] = value
+    # In fit the value sets its feature's scale, so standardised it fits float32.
+    model = IICClustering(n_clusters=3, **FAST).fit(huge)
+    assert np.isfinite(model.predict_proba(huge)).all()
+    # Against the scale of ordinary data it would overflow float32: refused, as inf is.
+    model = IICClustering(n_clusters=3, **FAST).fit(X)
+    for method in (model.predict, model.predict_proba, model.score):
+        with pytest.raises(ValueError, match="Standardised .* beyond float32's range"):
+            method(huge[:5])
+
+
+def test_a_network_output_that_overflows_is_refused(blobs):
+    X, _ = blobs
+    model = IICClustering(n_clusters=3, whiten=False, **FAST).fit(X)
+    # Within float32's range, but far outside the data: the network's logits overflow.
+    huge = np.vstack([X[:4], np.full((1, 4), 3e38)])
+    for method in (model.predict, model.predict_proba, model.score):
+        with pytest.raises(ValueError, match="network's output is not finite"):
+            method(huge)

@@ -132,3 +132,16 @@ def test_a_dataframe_without_columns_is_named():
     pd = pytest.importorskip("pandas")
     with pytest.raises(ValueError, match="DataFrame with 0 columns"):
         validate_input(IICClustering(), pd.DataFrame(np.zeros((5, 0))), reset=True)
+
+
+def test_one_dimensional_input_gets_scikit_learns_message():
+    pd = pytest.importorskip("pandas")
+    from sklearn.cluster import KMeans
+
+    column = np.arange(10.0)
+    for X in (pd.Series(column), column):
+        with pytest.raises(ValueError) as expected:
+            KMeans(n_clusters=2).fit(X)
+        with pytest.raises(ValueError, match="Expected 2D array|Expected a 2-dimensional") as got:
+            IICClustering(n_clusters=2).fit(X)
+        assert str(got.value) == str(expected.value)
