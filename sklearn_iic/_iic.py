@@ -107,8 +107,16 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
 
     Parameters
     ----------
-    n_clusters : int, default=8
-        Number of clusters.
+    n_clusters : int or "auto", default=8
+        Number of clusters. ``"auto"`` chooses it, from 2 to 10 (at most the
+        samples trained on, or ``n_microclusters``), from the tree of merges
+        of micro-clusters (on every kind of data: images and series then
+        merge micro-clusters too): the tree is cut where the next merge
+        would join groups far less paired than the merges before it (see
+        the user guide's section on the number of clusters). The network is
+        trained as for 10 clusters; ``n_clusters_`` holds the number chosen,
+        and :meth:`predict_at` labels at any other number from the same tree
+        without retraining.
 
     network : nn.Module, callable or None, default=None
         The network mapping a batch to logits. ``None`` uses
@@ -362,6 +370,25 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         Cluster (as numbered in ``labels_``) of each micro-cluster of the best
         sub-head.
 
+    n_clusters_ : int
+        Number of clusters: ``n_clusters``, or the number chosen when
+        ``n_clusters="auto"``.
+
+    children_ : ndarray of shape (`n_microclusters_` - 1, 2)
+        The merge tree of the best sub-head's micro-clusters, as in
+        :class:`~sklearn.cluster.AgglomerativeClustering`: row ``i`` holds the
+        two nodes merged at step ``i``, where a node below
+        ``n_microclusters_`` is that micro-cluster and node
+        ``n_microclusters_ + j`` the group made at step ``j``. The tree runs
+        up to a single group; ``labels_`` cut it into ``n_clusters_``.
+
+    distances_ : ndarray of shape (`n_microclusters_` - 1,)
+        Criterion of each merge of ``children_``: minus the logarithm of
+        the lift ``P(G, H) / (P(G) P(H))`` of the joint distribution of
+        paired samples between the two groups (minus their pointwise
+        mutual information), non-decreasing; ``-log(eps)`` (about 36) for
+        groups that were never paired.
+
     loss_curve_ : list of float
         Mean main-head loss of each epoch.
 
@@ -412,7 +439,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
     """
 
     _parameter_constraints = {
-        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "n_clusters": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "network": [None, callable],
         "perturbation": [StrOptions({"auto"}), None, callable, list, tuple],
         "pairs": [StrOptions({"auto", "perturbation", "neighbors", "both"})],
@@ -584,20 +611,20 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
                         network, sampler, plan.heads, plan.eval_batch_size, plan.joint_passes
                     )
                 with _phase("fit.merge"):
-                    (children, distances), head_losses, best_head = choose_head(
-                        joints, plan.n_clusters
+                    (children, distances), head_losses, best_head, n_clusters = choose_head(
+                        joints, plan.n_clusters, plan.choose_n_clusters
                     )
-                    groups = cut_tree(children, plan.n_clusters)
+                    groups = cut_tree(children, n_clusters)
                 with _phase("fit.label"):
-                    merge = merge_matrix(groups, plan.n_clusters, plan.device)
+                    merge = merge_matrix(groups, n_clusters, plan.device)
                     batches = X_tensor.split(prediction_batch_size(plan.n_features))
                     proba = merged_probabilities(network, batches, plan.heads, best_head, merge)
                     labels = proba.argmax(dim=1).numpy()
                 pool = _score_pool(X_train, plan) if plan.uses_neighbors else None
-            rank = rank_by_size(labels, plan.n_clusters)
+            rank = rank_by_size(labels, n_clusters)
             # Inside the transaction: warnings turned into errors fail the fit whole.
             automatic_epochs = self.n_epochs == "auto"
-            _warn_if_unfinished(plan, converged, rank[labels], automatic_epochs)
+            _warn_if_unfinished(plan, converged, rank[labels], n_clusters, automatic_epochs)
             if group is not None:
                 group.finish(network=network.state_dict(), labels=labels, groups=groups)
             self._plan = plan
@@ -612,6 +639,9 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
             self.best_head_ = best_head
             self.n_microclusters_ = plan.heads.main_size
             self.max_samples_ = plan.n_train_samples
+            self.n_clusters_ = n_clusters
+            self.children_ = children
+            self.distances_ = distances
             self.merge_map_ = rank[groups]
             self.labels_ = rank[labels]
             if plan.verbose and (group is None or group.rank == 0):
@@ -640,6 +670,10 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         proba : ndarray of shape (n_samples, n_clusters)
             Rows sum to one; their argmax is :meth:`predict`.
         """
+        return self._merged_proba(X, self.merge_map_, self.n_clusters_)
+
+    def _merged_proba(self, X, groups, n_clusters):
+        """Probabilities of X's micro-clusters summed into ``n_clusters`` by ``groups``."""
         X = self._validate_fitted_input(X)
         plan = self._plan
         device = available_or_cpu(plan.device)
@@ -649,7 +683,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
             as_tensor(X[start : start + rows], plan.input_shape, device, self._scaling())
             for start in range(0, X.shape[0], rows)
         )
-        merge = merge_matrix(self.merge_map_, plan.n_clusters, device)
+        merge = merge_matrix(groups, n_clusters, device)
         work = step_work(plan.input_shape, X.shape[0], plan.heads.n_outputs)
         n_threads = inference_threads(work) if device.type == "cpu" else 1
         with runtime(n_threads), _phase("predict"):
@@ -693,6 +727,40 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         """
         return self.predict_proba(X).argmax(axis=1)
 
+    def predict_at(self, X, n_clusters):
+        """Cluster of each sample of X with the fitted merge tree cut into ``n_clusters``.
+
+        Cuts ``children_`` into ``n_clusters`` groups of micro-clusters, as
+        :meth:`sklearn.cluster.HDBSCAN.dbscan_clustering` cuts its fitted
+        tree: no retraining. ``predict_at(X, n_clusters_)`` equals
+        ``predict(X)``; at another number, clusters are numbered by
+        decreasing size on X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), images or series
+            New data, shaped as in :meth:`fit`.
+        n_clusters : int
+            From 1 to ``n_microclusters_``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        n_micro = self.n_microclusters_
+        if (isinstance(n_clusters, (bool, np.bool_)) or not isinstance(n_clusters, Integral)
+                or not 1 <= n_clusters <= n_micro):
+            raise ValueError(
+                f"n_clusters must be an int from 1 to n_microclusters_={n_micro}, the leaves "
+                f"of the fitted merge tree; got {n_clusters!r}."
+            )
+        if n_clusters == self.n_clusters_:
+            return self.predict(X)
+        groups = cut_tree(self.children_, n_clusters)
+        labels = self._merged_proba(X, groups, n_clusters).argmax(axis=1)
+        return rank_by_size(labels, n_clusters)[labels]
+
     def score(self, X, y=None):
         """Normalised mutual information between the clusters of X and of its pairs.
 
@@ -708,7 +776,8 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         ``GridSearchCV`` without labels. Comparisons across ``n_clusters`` are
         biased towards fewer clusters (agreeing on few clusters is easier),
         whereas the raw mutual information, bounded by ``ln(n_clusters)``,
-        would favour more; compare ``n_clusters`` with care.
+        would favour more: to choose the number of clusters, use
+        ``n_clusters="auto"`` instead.
 
         Parameters
         ----------
@@ -745,12 +814,14 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
                 network, sampler, plan.heads, plan.eval_batch_size,
                 plan.passes_for(X.shape[0]), subheads=[self.best_head_],
             )
-        return normalized_mutual_information(merged_joint(joint, self.merge_map_, plan.n_clusters))
+        return normalized_mutual_information(
+            merged_joint(joint, self.merge_map_, self.n_clusters_)
+        )
 
     @property
     def _n_features_out(self):
         """Columns of :meth:`transform`, for ``get_feature_names_out``."""
-        return self._plan.n_clusters
+        return self.n_clusters_
 
     def _validate_fitted_input(self, X):
         check_is_fitted(self)
@@ -775,7 +846,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         return tags
 
 
-def _warn_if_unfinished(plan, converged, labels, automatic_epochs):
+def _warn_if_unfinished(plan, converged, labels, n_clusters, automatic_epochs):
     """Warn when chosen epochs ran out before convergence, or when clusters were left empty.
 
     The budget of ``n_epochs="auto"`` (``automatic_epochs``) is the plan of
@@ -790,9 +861,9 @@ def _warn_if_unfinished(plan, converged, labels, automatic_epochs):
             stacklevel=4,
         )
     used = len(np.unique(labels))
-    if used < plan.n_clusters:
+    if used < n_clusters:
         warnings.warn(
-            f"IICClustering labelled the data with {used} of n_clusters={plan.n_clusters} "
+            f"IICClustering labelled the data with {used} of n_clusters={n_clusters} "
             "clusters. Try more epochs (n_epochs), a lower learning_rate, fewer clusters, "
             "or check that the samples differ in more than the perturbation changes.",
             UserWarning,
@@ -809,12 +880,13 @@ def _summary(estimator, start):
         ending = f"ran the {plan.n_epochs} epochs of n_epochs='auto'"
     else:
         ending = f"stopped after {plan.n_epochs} epochs, not converged"
-    sizes = " ".join(str(n) for n in np.bincount(estimator.labels_, minlength=plan.n_clusters))
+    n_clusters = estimator.n_clusters_
+    sizes = " ".join(str(n) for n in np.bincount(estimator.labels_, minlength=n_clusters))
     merged = ""
-    if estimator.n_microclusters_ != plan.n_clusters:
+    if estimator.n_microclusters_ != n_clusters:
         merged = f" (merged from {estimator.n_microclusters_} micro-clusters)"
     return (
-        f"[IICClustering] {ending}; {plan.n_clusters} clusters of sizes [{sizes}]{merged}; "
+        f"[IICClustering] {ending}; {n_clusters} clusters of sizes [{sizes}]{merged}; "
         f"fit in {time.perf_counter() - start:.1f}s"
     )
 

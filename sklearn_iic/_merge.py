@@ -10,6 +10,11 @@ import torch
 
 from ._loss import loss_from_joint
 
+# n_clusters="auto" keeps the most groups whose next merge costs at least this
+# share of the largest rise in -log(lift) between consecutive merges (see
+# n_clusters_from_tree).
+_GAP_SHARE = 0.5
+
 # Below this, a product of marginals counts as zero (groups never paired).
 _TINY = np.finfo(np.float64).tiny
 _EPS = np.finfo(np.float64).eps
@@ -108,36 +113,84 @@ def merged_joint(joint, groups, n_clusters):
     return merge.T @ joint @ merge
 
 
-def choose_head(joints, n_clusters):
+def n_clusters_from_tree(distances, max_clusters):
+    """Number of groups, from 2 to ``max_clusters``, at which a merge tree is best cut.
+
+    A cut into ``k`` groups is good when the merge that would leave ``k - 1``
+    joins groups paired less often than chance (lift below 1) and far less
+    than the merge before it: its distance (``-log(lift)``) rises much above
+    the one before. The largest such rise marks the strongest structure, but
+    a hierarchy of clusters rises more near its top (digits: the largest
+    rise joins two halves of the ten digits). So the cut keeps the most
+    groups whose rise is at least half the largest one.
+
+    Parameters
+    ----------
+    distances : ndarray of shape (k - 1,)
+        Distances of the merges of ``k`` micro-clusters (:func:`merge_tree`).
+    max_clusters : int
+        Most groups considered; at most ``k - 1``, the most that a rise can
+        be measured for.
+
+    Returns
+    -------
+    n_clusters : int
+    """
+    k = len(distances) + 1
+    candidates = np.arange(2, min(max_clusters, k - 1) + 1)
+    if candidates.size == 0:
+        return min(k, 2)
+    # The merge that leaves k' - 1 groups is step k - k'; its rise over the step before.
+    following = distances[k - candidates]
+    rise = following - distances[k - candidates - 1]
+    # Only where that merge joins groups paired less often than chance (lift
+    # below 1): within a cluster, small clusters' micro-clusters pair more
+    # often relative to their mass than large ones', which rises too.
+    below_chance = following > 0
+    if below_chance.any():
+        candidates, rise = candidates[below_chance], rise[below_chance]
+    return int(candidates[rise >= _GAP_SHARE * rise.max()].max())
+
+
+def choose_head(joints, n_clusters, choose_n_clusters=False):
     """Build every main sub-head's merge tree and keep the sub-head whose clusters lose the least.
 
     The choice needs no labels: each sub-head's tree is cut into
     ``n_clusters`` groups, and the sub-head whose groups have the lowest IIC
     loss (``lamb=1``: the most mutual information between paired samples)
-    wins.
+    wins. With ``choose_n_clusters``, ``n_clusters`` is the most groups
+    considered: each sub-head's tree proposes a number of groups
+    (:func:`n_clusters_from_tree`), and the median of the proposals (the
+    lower one for an even number of sub-heads) is the number cut.
 
     Parameters
     ----------
     joints : list of torch.Tensor of shape (n_microclusters, n_microclusters)
         Normalised pair joint of each main sub-head.
     n_clusters : int
+    choose_n_clusters : bool, default=False
 
     Returns
     -------
     tree : tuple of ndarray
         ``(children, distances)`` of the chosen sub-head (see :func:`merge_tree`).
     losses : ndarray of shape (n_subheads,)
-        Loss of each sub-head's ``n_clusters`` groups.
+        Loss of each sub-head's groups.
     best : int
         Index of the chosen sub-head.
+    n_clusters : int
+        Groups cut from the tree.
     """
     trees = [merge_tree(joint.cpu().numpy()) for joint in joints]
+    if choose_n_clusters:
+        proposals = sorted(n_clusters_from_tree(d, n_clusters) for _, d in trees)
+        n_clusters = proposals[(len(proposals) - 1) // 2]
     losses = np.array([
         float(loss_from_joint(merged_joint(joint, cut_tree(children, n_clusters), n_clusters)))
         for joint, (children, _) in zip(joints, trees)
     ])
     best = int(np.argmin(losses))
-    return trees[best], losses, best
+    return trees[best], losses, best, n_clusters
 
 
 def rank_by_size(labels, n_clusters):

@@ -17,6 +17,11 @@ from ._runtime import resolve_device, seed_from, training_threads
 from ._training import Heads, batches_per_epoch
 from .perturbations import Compose, default_perturbation
 
+# n_clusters="auto": the number of clusters is chosen from the merge tree,
+# from 2 to this many (at most the rows trained on); the heads are sized as
+# for this many clusters, so an "auto" fit trains as a fit of up to 10 does.
+_AUTO_MAX_CLUSTERS = 10
+
 # n_microclusters="auto": at least this many micro-clusters, and at least
 # _MICRO_PER_CLUSTER per cluster. Fewer (20, 30) left circles split into wedges
 # spanning both rings on most seeds; 50 solved all 8 seeds tried.
@@ -100,6 +105,9 @@ _INTEGER_PARAMETERS = (
 class Plan:
     """Every setting of one fit, resolved: what ``fit`` runs, ``predict`` and ``score`` read.
 
+    ``n_clusters`` is the number of clusters asked for or, when
+    ``choose_n_clusters`` (``n_clusters="auto"``), the most that the fit
+    chooses among; the fitted ``n_clusters_`` holds the number found.
     ``input_shape`` is ``n_features`` (an int) for feature vectors,
     ``(channels, length)`` for series and ``(channels, height, width)`` for
     images. ``pairs`` is ``"perturbation"``, ``"neighbors"`` or ``"both"``;
@@ -113,6 +121,7 @@ class Plan:
     """
 
     n_clusters: int
+    choose_n_clusters: bool
     input_shape: object
     device: torch.device
     seed: int
@@ -185,24 +194,32 @@ def make_plan(params, input_shape, n_samples, shift_distance=None):
     for name in _INTEGER_PARAMETERS:
         if isinstance(params[name], (bool, np.bool_)):
             raise TypeError(f"{name} must be an int, got {params[name]!r}.")
-    n_clusters = params["n_clusters"]
+    choose_n_clusters = params["n_clusters"] == "auto"
+    n_clusters = 2 if choose_n_clusters else params["n_clusters"]  # the fewest it needs
     if n_samples < max(2, n_clusters):
         raise ValueError(
             f"n_samples={n_samples} should be >= n_clusters={n_clusters} "
             "(and IIC needs at least 2 samples)."
         )
     n_samples = _max_samples(params["max_samples"], n_samples, n_clusters)  # rows trained on
+    if choose_n_clusters:
+        micro = params["n_microclusters"]
+        n_clusters = min(_AUTO_MAX_CLUSTERS, n_samples)
+        if isinstance(micro, int):
+            n_clusters = min(n_clusters, micro)
     kind = input_kind(input_shape)
     if _aligned_series(params, kind, shift_distance):
         input_shape, kind = int(np.prod(input_shape)), "table"
     pairs = _AUTO_PAIRS[kind] if params["pairs"] == "auto" else params["pairs"]
     whiten = _whiten(params["whiten"], kind)
-    heads = _heads(params, kind, n_samples)
+    # Choosing n_clusters needs a tree of micro-clusters, on every kind of data.
+    heads = _heads(params, n_clusters, kind == "table" or choose_n_clusters, n_samples)
     batch_size = min(params["batch_size"], n_samples)
     work = step_work(input_shape, batch_size * params["n_repeats"], heads.n_outputs)
     n_epochs = _n_epochs(params["n_epochs"], n_samples, params["batch_size"], work, kind)
     return Plan(
         n_clusters=n_clusters,
+        choose_n_clusters=choose_n_clusters,
         input_shape=input_shape,
         device=resolve_device(params["device"]),
         seed=seed_from(params["random_state"]),
@@ -287,12 +304,14 @@ def _whiten(whiten, kind):
     return bool(whiten)
 
 
-def _n_microclusters(params, kind, n_samples):
-    n_clusters, n_micro = params["n_clusters"], params["n_microclusters"]
-    # "auto" merges for feature vectors only: on images a head trained on
-    # n_clusters directly measured as well on digits (ACC 0.950 both) and
-    # better on MNIST-5k (0.967 against 0.955 with merging); on series too.
-    if n_micro is None or (n_micro == "auto" and kind != "table"):
+def _n_microclusters(params, n_clusters, merge, n_samples):
+    """Micro-clusters of the main head; ``merge``: whether "auto" merges micro-clusters."""
+    n_micro = params["n_microclusters"]
+    # "auto" merges for feature vectors, and on any data when n_clusters is
+    # chosen from the tree. On images a head of n_clusters measured better on
+    # balanced digits than merging micro-clusters, worse on long-tailed ones
+    # (see the imbalance benchmark); on mnist1d series no better.
+    if n_micro is None or (n_micro == "auto" and not merge):
         return n_clusters
     if n_micro == "auto":
         wanted = max(_MIN_MICROCLUSTERS, _MICRO_PER_CLUSTER * n_clusters)
@@ -309,10 +328,10 @@ def _n_microclusters(params, kind, n_samples):
     return n_micro
 
 
-def _heads(params, kind, n_samples):
-    n_micro = _n_microclusters(params, kind, n_samples)
+def _heads(params, n_clusters, merge, n_samples):
+    n_micro = _n_microclusters(params, n_clusters, merge, n_samples)
     overclustering = params["overclustering"]
-    n_over = round(overclustering * params["n_clusters"]) if overclustering else 0
+    n_over = round(overclustering * n_clusters) if overclustering else 0
     if n_over > n_samples:
         raise ValueError(
             f"overclustering={overclustering} asks for {n_over} clusters in the "

@@ -806,3 +806,59 @@ def test_a_network_output_that_overflows_is_refused(blobs):
     for method in (model.predict, model.predict_proba, model.score):
         with pytest.raises(ValueError, match="network's output is not finite"):
             method(huge)
+
+
+def test_unequal_clusters_keep_their_sizes():
+    # 70/20/10% blobs: the mutual-information merge returned three clusters
+    # of about a third each (ARI 0.45 with these defaults); average linkage
+    # of the lift keeps the small blobs apart.
+    X, y = make_blobs([700, 200, 100], n_features=5, cluster_std=[2.0, 1.0, 0.5],
+                      random_state=0)
+    model = IICClustering(3, random_state=0).fit(X)
+    assert adjusted_rand_score(y, model.labels_) > 0.99
+    np.testing.assert_array_equal(np.bincount(model.labels_), [700, 200, 100])
+
+
+def test_auto_n_clusters_cuts_the_merge_tree(blobs):
+    X, y = blobs  # three blobs
+    auto = IICClustering("auto", n_subheads=2, **FAST).fit(X)
+    assert auto.n_clusters_ == 3
+    assert adjusted_rand_score(y, auto.labels_) > 0.9
+    # Trained as a fit of up to 10 clusters: the same network and tree as n_clusters=3.
+    fixed = IICClustering(3, n_subheads=2, **FAST).fit(X)
+    assert fixed.n_clusters_ == 3
+    np.testing.assert_array_equal(auto.labels_, fixed.labels_)
+    np.testing.assert_array_equal(auto.children_, fixed.children_)
+    # A full tree over the 50 micro-clusters, merges never falling in distance.
+    assert auto.children_.shape == (49, 2) and auto.distances_.shape == (49,)
+    assert np.all(np.diff(auto.distances_) >= 0)
+    assert sorted(auto.children_.ravel()) == list(range(2 * 50 - 2))
+    assert auto.predict_proba(X).shape == auto.transform(X).shape == (120, 3)
+
+
+def test_predict_at_cuts_the_fitted_tree(blobs):
+    X, _ = blobs
+    model = IICClustering(3, n_subheads=2, **FAST).fit(X)
+    np.testing.assert_array_equal(model.predict_at(X, 3), model.predict(X))
+    for n_clusters in (1, 2, 5):
+        labels = model.predict_at(X, n_clusters)
+        assert set(labels) <= set(range(n_clusters))
+        # Numbered by decreasing size.
+        assert np.all(np.diff(np.bincount(labels, minlength=n_clusters)) <= 0)
+    # A cut into two merges two of the three clusters: it only coarsens them.
+    two = model.predict_at(X, 2)
+    assert all(len(set(two[model.labels_ == c])) == 1 for c in range(3))
+    for bad in (0, 51, 2.0, True):
+        with pytest.raises(ValueError, match="n_clusters must be an int from 1 to"):
+            model.predict_at(X, bad)
+
+
+def test_auto_n_clusters_on_images_merges_micro_clusters():
+    X, _ = make_blobs(60, n_features=16, centers=2, random_state=0)
+    model = IICClustering("auto", image_shape=(4, 4), n_subheads=1, n_epochs=2,
+                          random_state=0).fit(X)
+    assert model.n_microclusters_ == 50
+    assert 2 <= model.n_clusters_ <= 10
+    # At most the samples trained on.
+    tiny = IICClustering("auto", n_subheads=1, n_epochs=2, random_state=0).fit(X[:6])
+    assert tiny.n_microclusters_ == 6 and 2 <= tiny.n_clusters_ <= 5

@@ -11,6 +11,7 @@ from sklearn_iic._merge import (
     merge_matrix,
     merge_tree,
     merged_joint,
+    n_clusters_from_tree,
     rank_by_size,
 )
 
@@ -147,9 +148,9 @@ def test_choose_head_keeps_the_most_informative_sub_head():
     blocks = np.zeros((4, 4))
     blocks[np.ix_([0, 1], [0, 1])] = blocks[np.ix_([2, 3], [2, 3])] = 1
     joints = [torch.as_tensor(normalized(blocks)), torch.full((4, 4), 1 / 16)]
-    (children, _), losses, best = choose_head(joints, 2)
+    (children, _), losses, best, n_clusters = choose_head(joints, 2)
     groups = cut_tree(children, 2)
-    assert best == 0
+    assert best == 0 and n_clusters == 2
     assert groups[0] == groups[1] != groups[2] == groups[3]
     assert losses[0] == pytest.approx(-np.log(2), abs=1e-6)
     assert losses[1] == pytest.approx(0.0, abs=1e-6)
@@ -164,3 +165,45 @@ def test_rank_by_size_numbers_clusters_largest_first():
     np.testing.assert_array_equal(rank[labels], [1, 1, 1, 3, 2, 2, 0, 0, 0, 0])
     # The empty cluster 4 comes last.
     assert rank[4] == 4
+
+
+def block_joint(sizes, leak=0.0):
+    """Micro-clusters of one mass each, pairing within their block; ``leak`` between all."""
+    k = sum(sizes)
+    joint = np.full((k, k), leak)
+    start = 0
+    for size in sizes:
+        joint[start:start + size, start:start + size] = 1.0
+        start += size
+    return normalized(joint)
+
+
+@pytest.mark.parametrize("sizes", [[3, 3, 3], [10, 2], [6, 2, 1, 1], [2] * 8])
+def test_n_clusters_from_tree_finds_separated_blocks(sizes):
+    # Blocks that pair only within themselves (with a little noise between
+    # all): the rise in -log(lift) after the last merge within a block dwarfs
+    # every other, whatever the sizes of the blocks.
+    _, distances = merge_tree(block_joint(sizes, leak=1e-3))
+    assert n_clusters_from_tree(distances, 10) == len(sizes)
+
+
+def test_n_clusters_from_tree_keeps_the_most_groups_of_a_comparable_rise():
+    # Hand-made distances of 12 leaves: the largest rise (8) leaves 2 groups,
+    # a rise of 5 (over half of it) leaves 6 groups, a rise of 3 leaves 4:
+    # six groups are kept, and no more than max_clusters are considered.
+    distances = np.array([0, 0.1, 0.2, 0.3, 0.4, 0.5, 5.5, 5.6, 8.6, 8.7, 16.7])
+    assert n_clusters_from_tree(distances, 10) == 6
+    assert n_clusters_from_tree(distances, 5) == 2
+    # Too few leaves to measure a rise: two groups (or one leaf).
+    assert n_clusters_from_tree(np.array([1.0]), 10) == 2
+    assert n_clusters_from_tree(np.array([]), 10) == 1
+
+
+def test_choose_head_chooses_the_median_number_of_clusters():
+    # Two sub-heads see three blocks, one sees the joint as uniform noise.
+    three = torch.as_tensor(block_joint([2, 2, 2], leak=1e-3))
+    noise = torch.as_tensor(normalized(np.random.default_rng(0).random((6, 6)) + 1))
+    _, losses, best, n_clusters = choose_head([three, noise, three], 5, choose_n_clusters=True)
+    assert n_clusters == 3
+    # The leak between blocks costs a little of the ln 3 of three separate blocks.
+    assert best == 0 and losses[0] == pytest.approx(-np.log(3), abs=2e-2)

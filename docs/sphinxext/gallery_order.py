@@ -5,6 +5,7 @@ ORDER = [
     "plot_images.py",
     "plot_custom_perturbation.py",
     "plot_custom_network.py",
+    "plot_n_clusters.py",
     "plot_grid_search.py",
     "plot_training_curves.py",
 ]
