@@ -2,13 +2,18 @@
 
 Usage:
     python benchmarks/bench_series.py [--datasets mnist1d GunPoint ...] [--seeds 3]
-        [--methods IICClustering KMeans ...] [--params JSON] [--output FILE]
+        [--methods IICClustering KMeans ...] [--inputs raw znorm] [--params JSON]
+        [--output FILE]
 
 Data, all offline: mnist1d (``make_dataset(get_dataset_args())``: the 4000 train
 and 1000 test series of length 40, 10 classes) and the UCR sets GunPoint,
 ArrowHead, ItalyPowerDemand and BasicMotions read from the files inside the
 aeon wheel (TRAIN and TEST concatenated). Every series is z-normalised per
-channel. IICClustering runs with its defaults on the (n, channels, length)
+channel (``--inputs znorm``, the default), or fed as generated or read from
+the files (``--inputs raw``: mnist1d's series then vary in offset and scale;
+the UCR files of GunPoint, ArrowHead and ItalyPowerDemand hold z-normalised
+series already, BasicMotions' raw sensor values); the "inputs" column says
+which. IICClustering runs with its defaults on the (n, channels, length)
 arrays (``input_kind="series"``), or with ``--params``. Baselines: KMeans on
 the flattened series, aeon's KShape, and aeon's TimeSeriesKMeans with DTW.
 "IICClustering, flat rows" is the same estimator given flat rows (the
@@ -46,8 +51,11 @@ def znormalise(X):
     return (X - mean) / np.where(std > 0, std, 1)
 
 
-def load(name):
-    """Series of shape (n, channels, length) as float32, and integer labels."""
+def load(name, inputs="znorm"):
+    """Series of shape (n, channels, length) as float32, and integer labels.
+
+    ``inputs="raw"`` leaves the series as generated or stored.
+    """
     if name == "mnist1d":
         from mnist1d.data import get_dataset_args, make_dataset
 
@@ -63,7 +71,8 @@ def load(name):
                  for split in ("TRAIN", "TEST")]
         X = np.concatenate([p[0] for p in parts])
         y = np.unique(np.concatenate([p[1] for p in parts]), return_inverse=True)[1]
-    return znormalise(np.asarray(X, dtype=np.float64)).astype(np.float32), y
+    X = np.asarray(X, dtype=np.float64)
+    return (znormalise(X) if inputs == "znorm" else X).astype(np.float32), y
 
 
 class Flat:
@@ -139,12 +148,47 @@ def cached_evaluate(cache, key, make, X, y, seeds, cached_only=False):
     return runs
 
 
+def dataset_rows(name, inputs, args):
+    """Fit the chosen methods on one data set, as ``inputs`` says; print and return the rows."""
+    X, y = load(name, inputs)
+    print(f"{name} ({inputs}): {X.shape[0]} series, {X.shape[1]} channel(s) of length "
+          f"{X.shape[2]}, {len(np.unique(y))} classes", flush=True)
+    chosen = methods(len(np.unique(y)), args.params)
+    if args.methods:
+        chosen = {m: f for m, f in chosen.items() if m.split(" {")[0] in args.methods}
+    # z-normalised runs keep the cache keys they had before --inputs existed.
+    key = name if inputs == "znorm" else f"{name} {inputs}"
+    runs = {
+        m: cached_evaluate(args.cache, f"{key}|{m}", make, X, y, range(args.seeds),
+                           args.cached_only)
+        for m, make in chosen.items()
+    }
+    results = {m: summarise(r) for m, r in runs.items() if r}
+    classic = [r["ARI"][0] for m, r in results.items() if not m.startswith("IIC")]
+    best = max(classic) if classic else None
+    rows = []
+    for method, r in results.items():
+        gap = ""
+        if method.startswith("IIC") and best is not None:
+            gap = f"{r['ARI'][0] - best:+.3f}"
+        row = [name, inputs, method, len(runs[method]), sum(map(collapsed, runs[method])),
+               f"{r['ARI'][0]:.3f}", f"{r['ARI'][1]:.3f}",
+               f"{r['NMI'][0]:.3f}", f"{r['NMI'][1]:.3f}",
+               f"{r['ACC'][0]:.3f}", f"{r['ACC'][1]:.3f}",
+               f"{r['fit_s'][0]:.1f}", gap]
+        print(" | ".join(map(str, row)), flush=True)
+        rows.append(row)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--methods", nargs="+", default=None,
                         help="subset of the methods (default: all)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--inputs", nargs="+", default=["znorm"], choices=["znorm", "raw"],
+                        help="series z-normalised one by one, as stored or generated, or both")
     parser.add_argument("--params", type=json.loads, default={},
                         help="IICClustering parameters as JSON, e.g. '{\"pairs\": \"both\"}' "
                              "(default: its defaults)")
@@ -159,35 +203,12 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"device: {device_description()}")
-    header = ["data set", "method", "seeds", "collapsed", "ARI median", "ARI min",
+    header = ["data set", "inputs", "method", "seeds", "collapsed", "ARI median", "ARI min",
               "NMI median", "NMI min", "ACC median", "ACC min", "fit s", "IIC - best classic ARI"]
     rows = []
     for name in args.datasets:
-        X, y = load(name)
-        print(f"{name}: {X.shape[0]} series, {X.shape[1]} channel(s) of length {X.shape[2]}, "
-              f"{len(np.unique(y))} classes", flush=True)
-        chosen = methods(len(np.unique(y)), args.params)
-        if args.methods:
-            chosen = {m: f for m, f in chosen.items() if m.split(" {")[0] in args.methods}
-        runs = {
-            m: cached_evaluate(args.cache, f"{name}|{m}", make, X, y, range(args.seeds),
-                               args.cached_only)
-            for m, make in chosen.items()
-        }
-        results = {m: summarise(r) for m, r in runs.items() if r}
-        classic = [r["ARI"][0] for m, r in results.items() if not m.startswith("IIC")]
-        best = max(classic) if classic else None
-        for method, r in results.items():
-            gap = ""
-            if method.startswith("IIC") and best is not None:
-                gap = f"{r['ARI'][0] - best:+.3f}"
-            row = [name, method, len(runs[method]), sum(map(collapsed, runs[method])),
-                   f"{r['ARI'][0]:.3f}", f"{r['ARI'][1]:.3f}",
-                   f"{r['NMI'][0]:.3f}", f"{r['NMI'][1]:.3f}",
-                   f"{r['ACC'][0]:.3f}", f"{r['ACC'][1]:.3f}",
-                   f"{r['fit_s'][0]:.1f}", gap]
-            print(" | ".join(map(str, row)), flush=True)
-            rows.append(row)
+        for inputs in args.inputs:
+            rows += dataset_rows(name, inputs, args)
     table = markdown_table(header, rows)
     command = " ".join(["python benchmarks/bench_series.py", *sys.argv[1:]])
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -205,10 +205,53 @@ def feature_scaling(X, input_shape=None):
         centred = values(block) / peak[:, None] - mean[:, None]
         squares += (centred * centred).sum(axis=(0, 2))
     variance = squares / count
-    eps = np.finfo(np.float64).eps
-    constant = variance <= count * eps * variance + (count * mean * eps) ** 2
-    scale = np.where(constant, 1.0, np.sqrt(variance) * peak)
+    scale = np.where(_constant(mean, variance, count), 1.0, np.sqrt(variance) * peak)
     return np.repeat(mean * peak, groups[1]), np.repeat(scale, groups[1])
+
+
+def _constant(mean, variance, count):
+    """Whether a spread is within rounding of its mean, as scikit-learn's StandardScaler decides.
+
+    ``mean`` and ``variance`` are those of ``count`` values scaled by their
+    largest magnitude.
+    """
+    eps = np.finfo(np.float64).eps
+    return variance <= count * eps * variance + (count * mean * eps) ** 2
+
+
+def znormalise_series(X, input_shape):
+    """Each channel of each series to mean 0 and standard deviation 1 over its time points.
+
+    The UCR literature's normalisation: it removes the level and the
+    amplitude of every series. Constant channels (as :func:`feature_scaling`
+    decides) are only centred. Computed in float64, relative to
+    each channel's largest magnitude so that any finite values work, block by
+    block; returns a new array of X's dtype and leaves X as it is. Applying
+    it twice changes nothing beyond float rounding.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_channels * length)
+        Flattened series, channel after channel.
+    input_shape : tuple of int
+        ``(n_channels, length)``.
+
+    Returns
+    -------
+    X_normalised : ndarray of shape (n_samples, n_channels * length)
+    """
+    out = np.empty_like(X)
+    for block in _blocks(X):
+        values = X[block].reshape(-1, *input_shape).astype(np.float64)
+        peak = np.abs(values).max(axis=2, keepdims=True)
+        values /= np.where(peak == 0, 1.0, peak)
+        mean = values.mean(axis=2, keepdims=True)
+        values -= mean
+        variance = (values * values).mean(axis=2, keepdims=True)
+        constant = _constant(mean, variance, input_shape[1])
+        values /= np.where(constant, 1.0, np.sqrt(variance))
+        out[block] = values.reshape(len(values), -1)
+    return out
 
 
 def input_kind(input_shape):

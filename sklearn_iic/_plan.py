@@ -114,8 +114,10 @@ class Plan:
     ``perturbation`` the callable applied to the pair side (``None`` for
     neighbour pairs alone), and to the sample side too when ``perturb_x``.
     ``n_train_samples``: the rows trained on, a random subset when fewer than
-    the data's. ``standardize``: features (tables) or channels (series) are
-    standardised before anything else. ``batch_size`` is the
+    the data's. ``znormalize``: series are z-normalised one by one (each
+    channel over its time points) before anything else, also when then
+    clustered as feature vectors. ``standardize``: features (tables) or
+    channels (series) are then standardised. ``batch_size`` is the
     training batch (at most ``n_samples``); ``eval_batch_size`` the pairs per
     forward pass when joints are summed over several passes of the data.
     """
@@ -130,6 +132,7 @@ class Plan:
     perturbation: object
     perturb_x: bool
     n_neighbors: int
+    znormalize: bool
     standardize: bool
     whiten: bool
     heads: Heads
@@ -179,9 +182,11 @@ def make_plan(params, input_shape, n_samples, shift_distance=None):
         Rows of the data; the plan is made for the rows trained on
         (``max_samples`` of them).
     shift_distance : callable or None, default=None
-        For series, called without arguments only when the rule needs it
-        (default network and perturbation): how far circular shifts move the
-        series from the data (:func:`~sklearn_iic._pairs.shift_distance`, a
+        For series, called only when the rule needs it (default network and
+        perturbation), as ``shift_distance(znormalize)`` with whether the
+        series are z-normalised one by one (``Plan.znormalize``), which the
+        series it measures must be: how far circular shifts move the series
+        from the data (:func:`~sklearn_iic._pairs.shift_distance`, a
         nearest-neighbour search). Series that shifts
         carry far from every other series are aligned: with the default
         network and perturbation they are then clustered as feature vectors
@@ -208,7 +213,8 @@ def make_plan(params, input_shape, n_samples, shift_distance=None):
         if isinstance(micro, int):
             n_clusters = min(n_clusters, micro)
     kind = input_kind(input_shape)
-    if _aligned_series(params, kind, shift_distance):
+    znormalize = kind == "series" and params["series_scaling"] == "series"
+    if _aligned_series(params, kind, shift_distance, znormalize):
         input_shape, kind = int(np.prod(input_shape)), "table"
     pairs = _AUTO_PAIRS[kind] if params["pairs"] == "auto" else params["pairs"]
     whiten = _whiten(params["whiten"], kind)
@@ -228,6 +234,7 @@ def make_plan(params, input_shape, n_samples, shift_distance=None):
         perturbation=_perturbation(params["perturbation"], pairs, kind),
         perturb_x=kind == "series",
         n_neighbors=min(params["n_neighbors"], n_samples - 1),
+        znormalize=znormalize,
         standardize=whiten or kind == "series",
         whiten=whiten,
         heads=heads,
@@ -268,11 +275,11 @@ def _max_samples(max_samples, n_samples, n_clusters):
     return min(max_samples, n_samples)
 
 
-def _aligned_series(params, kind, shift_distance):
+def _aligned_series(params, kind, shift_distance, znormalize):
     return (
         kind == "series" and params["network"] is None
         and isinstance(params["perturbation"], str) and shift_distance is not None
-        and shift_distance() > _ALIGNED_SHIFT_DISTANCE
+        and shift_distance(znormalize) > _ALIGNED_SHIFT_DISTANCE
     )
 
 

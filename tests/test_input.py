@@ -11,6 +11,7 @@ from sklearn_iic._input import (
     requested_kind,
     resolve_input_shape,
     validate_input,
+    znormalise_series,
 )
 
 
@@ -87,6 +88,27 @@ def test_series_are_standardised_per_channel():
     mean, scale = feature_scaling(X.reshape(50, -1), (3, 20))
     np.testing.assert_allclose(mean.reshape(3, 20), np.repeat(X.mean(axis=(0, 2))[:, None], 20, 1))
     np.testing.assert_allclose(scale.reshape(3, 20), np.repeat(X.std(axis=(0, 2))[:, None], 20, 1))
+
+
+def test_znormalise_series_scales_each_channel_of_each_series():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5, 2, 30)) * rng.uniform(0.1, 1e3, (5, 2, 1))
+    X += rng.normal(0, 1e3, (5, 2, 1))  # offsets and scales vary from series to series
+    X[0, 1] = 7.0  # a constant channel
+    X[1] *= 1e300  # huge values neither overflow nor lose their spread
+    flat = X.reshape(5, -1)
+    before = flat.copy()
+    out = znormalise_series(flat, (2, 30)).reshape(5, 2, 30)
+    np.testing.assert_array_equal(flat, before)  # a new array
+    np.testing.assert_array_equal(out[0, 1], 0.0)  # centred, not divided by zero
+    varying = np.ones((5, 2), dtype=bool)
+    varying[0, 1] = False
+    np.testing.assert_allclose(out.mean(axis=2), 0.0, atol=1e-12)
+    np.testing.assert_allclose(out.std(axis=2)[varying], 1.0)
+    # Idempotent up to rounding, and float32 stays float32.
+    np.testing.assert_allclose(znormalise_series(out.reshape(5, -1), (2, 30)), out.reshape(5, -1),
+                               atol=1e-12)
+    assert znormalise_series(flat.astype(np.float32), (2, 30)).dtype == np.float32
 
 
 @pytest.mark.parametrize("value, match", [(1e39, "beyond float32's range"),

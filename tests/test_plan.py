@@ -9,7 +9,7 @@ from sklearn_iic.perturbations import Compose, GaussianNoise, RandomAffine, defa
 
 
 def plan(n_samples=1000, input_shape=4, shift_distance=None, **params):
-    measured = None if shift_distance is None else lambda: shift_distance
+    measured = None if shift_distance is None else lambda znormalize: shift_distance
     return make_plan(IICClustering(**params).get_params(), input_shape, n_samples, measured)
 
 
@@ -168,8 +168,24 @@ def test_aligned_series_are_clustered_as_feature_vectors():
     assert own.input_shape == (1, 24)
 
 
+def test_series_are_z_normalised_one_by_one_unless_global():
+    calls = []
+
+    def measured(znormalize):
+        calls.append(znormalize)
+        return 10.9
+
+    params = IICClustering(n_clusters=2).get_params()
+    aligned = make_plan(params, (1, 24), 100, measured)
+    # Flattened aligned series keep the scaling of series.
+    assert aligned.znormalize and aligned.input_shape == 24 and calls == [True]
+    assert not make_plan({**params, "series_scaling": "global"}, (1, 24), 100, measured).znormalize
+    assert calls == [True, False]
+    assert not plan(input_shape=4).znormalize and not plan(input_shape=(1, 8, 8)).znormalize
+
+
 def test_the_shift_test_runs_only_when_the_rule_needs_it():
-    def not_needed():
+    def not_needed(znormalize):
         raise AssertionError("shift_distance measured for nothing")
 
     params = IICClustering(n_clusters=2, perturbation=GaussianNoise(0.1)).get_params()

@@ -7,7 +7,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 from torch import nn
 
-from sklearn_iic import MLP, ConvNet, ConvNet1d, IICClustering
+from sklearn_iic import MLP, ConvNet, ConvNet1d, IICClustering, _iic
+from sklearn_iic._input import feature_scaling, znormalise_series
 from sklearn_iic._networks import default_network
 from sklearn_iic.datasets import make_shifted_waveforms
 from sklearn_iic.perturbations import (
@@ -258,14 +259,16 @@ def test_default_network_dispatches_on_the_input_shape():
 
 def test_series_clustering_beats_kmeans_on_shifted_shapes():
     X, y = make_shifted_waveforms(180, random_state=0)
-    iic = IICClustering(n_clusters=3, input_kind="series", n_epochs=40, random_state=0).fit(X)
+    iic = IICClustering(n_clusters=3, input_kind="series", n_epochs=60, random_state=0).fit(X)
     kmeans = KMeans(3, n_init=10, random_state=0).fit(X.reshape(len(X), -1))
     iic_ari = adjusted_rand_score(y, iic.labels_)
     kmeans_ari = adjusted_rand_score(y, kmeans.labels_)
     assert isinstance(iic.network_, ConvNet1d)
     assert iic.input_shape_ == (1, 64)
-    assert iic.n_iter_ == 40
-    # Measured: IIC 0.983, KMeans 0.005.
+    assert iic.n_iter_ == 60
+    # Measured: IIC 1.000, KMeans 0.005. 40 epochs are too few to rely on
+    # (seeds 0-3: ARI 0.39 to 0.97 with each series z-normalised, 0.52 to
+    # 0.98 without); 60 epochs gave seed 0 an ARI of 1.0 either way.
     assert iic_ari > 0.9 and kmeans_ari < 0.1, (iic_ari, kmeans_ari)
 
 
@@ -286,6 +289,56 @@ def test_series_from_arrays_flat_rows_and_any_units_agree():
         model.predict(X.reshape(len(X), 4, 32))
     with pytest.raises(ValueError, match="Series are \\(n_cases, n_channels, n_timepoints\\)"):
         model.predict(X[:, None])
+
+
+def test_offsets_and_scales_of_each_series_do_not_count_by_default():
+    X, _ = make_shifted_waveforms(60, random_state=0)
+    X = np.concatenate([X, X[::-1] * 2], axis=1)  # two channels
+    rng = np.random.default_rng(0)
+    moved = X * rng.uniform(0.1, 10, (60, 2, 1)) + rng.normal(0, 100, (60, 2, 1))
+    unchanged = moved.copy()
+    params = dict(n_clusters=3, input_kind="series", n_epochs=3, random_state=0)
+    model = IICClustering(**params).fit(X)
+    other = IICClustering(**params).fit(moved)
+    np.testing.assert_array_equal(moved, unchanged)  # fit scales a copy
+    np.testing.assert_array_equal(model.labels_, other.labels_)
+    np.testing.assert_allclose(model.predict_proba(moved), model.predict_proba(X), atol=1e-6)
+    assert model.score(moved) == pytest.approx(model.score(X), abs=1e-6)
+    # "global" scales each channel over all series alone, as before.
+    kept = IICClustering(series_scaling="global", **params).fit(moved)
+    assert not kept._plan.znormalize and model._plan.znormalize
+    raw_mean, _ = feature_scaling(moved.reshape(60, -1), (2, 64))
+    np.testing.assert_allclose(kept.feature_mean_, raw_mean)
+
+
+def test_the_shift_test_sees_z_normalised_series(monkeypatch):
+    X, _ = make_shifted_waveforms(60, random_state=0)
+    X = X * np.arange(1, 61)[:, None, None] + 50
+    seen = []
+
+    def measured(series, input_shape):
+        seen.append(series.reshape(-1, *input_shape))
+        return 1.0
+
+    monkeypatch.setattr(_iic, "shift_distance", measured)
+    params = dict(n_clusters=3, input_kind="series", n_epochs=1, random_state=0)
+    IICClustering(**params).fit(X)
+    IICClustering(series_scaling="global", **params).fit(X)
+    np.testing.assert_allclose(seen[0].std(axis=2), 1.0)
+    np.testing.assert_array_equal(seen[1], X)
+
+
+def test_aligned_series_are_z_normalised_before_they_are_flattened():
+    X, _ = make_shifted_waveforms(150, random_state=0)
+    X = np.stack([np.roll(x, -int(np.argmax(x[0]))) for x in X])
+    rng = np.random.default_rng(0)
+    moved = X * rng.uniform(0.1, 10, (150, 1, 1)) + rng.normal(0, 100, (150, 1, 1))
+    params = dict(n_clusters=3, input_kind="series", n_epochs=5, random_state=0)
+    model = IICClustering(**params).fit(X)
+    other = IICClustering(**params).fit(moved)
+    assert other._plan.input_shape == 64 and isinstance(other.network_.network, MLP)
+    np.testing.assert_array_equal(model.labels_, other.labels_)
+    np.testing.assert_array_equal(other.predict(moved), other.labels_)
 
 
 def test_univariate_series_as_flat_rows():
@@ -318,6 +371,7 @@ def test_aligned_series_are_clustered_time_point_by_time_point():
     assert model.input_shape_ == (1, 64) and model._plan.input_shape == 64
     assert isinstance(model.network_.network, MLP) and model._plan.whiten
     np.testing.assert_array_equal(model.predict(X), model.labels_)
-    # The same fit as the flattened series given as feature vectors.
-    flat = IICClustering(n_clusters=3, n_epochs=20, random_state=0).fit(X.reshape(len(X), -1))
+    # The same fit as the flattened, z-normalised series given as feature vectors.
+    rows = znormalise_series(X.reshape(len(X), -1), (1, 64))
+    flat = IICClustering(n_clusters=3, n_epochs=20, random_state=0).fit(rows)
     np.testing.assert_array_equal(model.labels_, flat.labels_)
