@@ -73,6 +73,7 @@ fig.tight_layout()
 # ------------------------------------------------------
 for k in (2, 3, 4, 5, 6):
     labels = iic.predict_at(X, k)
-    print(f"k={k}: sizes {np.bincount(labels, minlength=k)}, ARI {adjusted_rand_score(y, labels):.3f}")
+    sizes = np.bincount(labels, minlength=k)
+    print(f"k={k}: sizes {sizes}, ARI {adjusted_rand_score(y, labels):.3f}")
 
 plt.show()

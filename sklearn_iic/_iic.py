@@ -237,8 +237,9 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         ``n_clusters``) trains a head of ``n_clusters`` directly, as in the
         IIC paper. Merging finds clusters of any shape that gradient descent
         on an ``n_clusters`` head misses (it settles on a split by a line on
-        concentric circles); on images and on mnist1d series it measured no
-        better.
+        concentric circles); on mnist1d series it measured no better, and on
+        images worse on balanced digits and better on long-tailed ones (see
+        the user guide's section on cluster sizes).
 
     overclustering : float, default=0
         If positive, an auxiliary head with ``round(overclustering *
@@ -693,6 +694,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         proba : ndarray of shape (n_samples, n_clusters)
             Rows sum to one; their argmax is :meth:`predict`.
         """
+        check_is_fitted(self)
         return self._merged_proba(X, self.merge_map_, self.n_clusters_)
 
     def _merged_proba(self, X, groups, n_clusters):
