@@ -48,10 +48,10 @@ for step, (a, b) in enumerate(iic.children_):
 heights = iic.distances_ - iic.distances_.min()
 linkage = np.column_stack([iic.children_, heights, counts[n_leaves:]])
 
-fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-dendrogram(linkage, ax=left, no_labels=True, color_threshold=heights[-iic.n_clusters_])
-left.set_title("Merge tree of the 50 micro-clusters")
-left.set_ylabel("-log(lift) of the merge, from the lowest")
+fig, ax = plt.subplots(figsize=(6, 4))
+dendrogram(linkage, ax=ax, no_labels=True, color_threshold=heights[-iic.n_clusters_])
+ax.set_title("Merge tree of the 50 micro-clusters")
+ax.set_ylabel("-log(lift) of the merge, from the lowest")
 
 # %%
 # The criterion against the number of clusters
@@ -62,11 +62,11 @@ left.set_ylabel("-log(lift) of the merge, from the lowest")
 # the most groups whose rise is at least half the largest.
 ks = np.arange(2, 11)
 rise = iic.distances_[n_leaves - ks] - iic.distances_[n_leaves - ks - 1]
-right.bar(ks, rise, color=["C3" if k == iic.n_clusters_ else "C0" for k in ks])
-right.set_xlabel("number of clusters k")
-right.set_ylabel("rise of -log(lift) at the next merge")
-right.set_title(f"k = {iic.n_clusters_} chosen")
-fig.tight_layout()
+fig, ax = plt.subplots(figsize=(6, 4))
+ax.bar(ks, rise, color=["C3" if k == iic.n_clusters_ else "C0" for k in ks])
+ax.set_xlabel("number of clusters k")
+ax.set_ylabel("rise of -log(lift) at the next merge")
+ax.set_title(f"k = {iic.n_clusters_} chosen")
 
 # %%
 # Labels at other numbers of clusters, from the same fit
