@@ -1,23 +1,24 @@
 """Merging micro-clusters into clusters, choosing the sub-head, and numbering the clusters.
 
 Everything between the trained network's pair joints and the labels: the
-greedy merge, the one-hot merge matrix and the merged joint, the label-free
-choice of the sub-head, and renumbering clusters by size.
+merge tree and its cuts, the number of clusters read from the tree, the
+one-hot merge matrix and the merged joint, the label-free choice of the
+sub-head, and renumbering clusters by size.
 """
 
 import numpy as np
 import torch
 
-from ._loss import loss_from_joint
+from ._loss import _EPS, loss_from_joint
 
 # n_clusters="auto" keeps the most groups whose next merge costs at least this
 # share of the largest rise in -log(lift) between consecutive merges (see
 # n_clusters_from_tree).
 _GAP_SHARE = 0.5
 
-# Below this, a product of marginals counts as zero (groups never paired).
+# Below this, a product of marginals counts as zero (groups never paired);
+# their lift is then clipped at the loss's machine epsilon, _EPS.
 _TINY = np.finfo(np.float64).tiny
-_EPS = np.finfo(np.float64).eps
 
 
 def merge_tree(joint):
