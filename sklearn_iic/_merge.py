@@ -16,25 +16,29 @@ from ._loss import _EPS, loss_from_joint
 # n_clusters_from_tree).
 _GAP_SHARE = 0.5
 
-# Below this, a product of marginals counts as zero (groups never paired);
-# their lift is then clipped at the loss's machine epsilon, _EPS.
+# Below this, a product of marginals or a group's pairs within itself count
+# as zero; the lift of groups never paired is clipped at the loss's machine
+# epsilon, _EPS.
 _TINY = np.finfo(np.float64).tiny
 
 
 def merge_tree(joint):
     """Agglomerate the clusters of a symmetric pair joint into one, two at a time.
 
-    At each step the two groups whose pairs join them most often relative to
-    chance are merged: those of the largest lift ``P(G, H) / (P(G) P(H))``,
-    the pair joint between the groups over the product of their marginals
-    (its logarithm is their pointwise mutual information). The lift of a
-    merged group with a third is the mass-weighted mean of its parts' lifts,
-    as in average linkage, so merges never rise in lift and the tree has no
-    inversions. Unlike the mutual information of the whole partition, the
-    lift does not grow with the balance of the groups: a group of a few
-    micro-clusters that pairs only within itself stays apart from a large
-    one, whatever their sizes. Ties go to the lowest indices, so the tree is
-    deterministic.
+    At each step the two groups that pair with each other most often
+    relative to how often each pairs within itself are merged: those of the
+    largest cosine ``P(G, H) / sqrt(P(G, G) P(H, H))`` of the pair joint
+    summed over their micro-clusters. The cosine does not grow with the
+    balance of the groups, as the mutual information of the partition does,
+    nor with how small they are, as the lift ``P(G, H) / (P(G) P(H))`` does
+    (a few pairs from a small group into a large one are many relative to
+    chance): a group that pairs mostly within itself stays apart, whatever
+    its size. Ties go to the lowest indices, so the tree is deterministic.
+
+    Each merge's height is how rarely the two groups pair relative to chance,
+    ``-log(lift)`` (minus their pointwise mutual information), kept
+    non-decreasing up the tree: a node is at least as high as the merges
+    below it, as a dendrogram draws it.
 
     Parameters
     ----------
@@ -49,36 +53,37 @@ def merge_tree(joint):
         :class:`~sklearn.cluster.AgglomerativeClustering`: ``i < k`` is
         micro-cluster ``i``, ``k + j`` the group made at step ``j``.
     distances : ndarray of shape (k - 1,)
-        Minus the pointwise mutual information of each merge,
-        ``-log(lift)``, non-decreasing; groups never paired get
-        ``-log(eps)`` (about 36) rather than infinity.
+        Height of each merge, ``-log(lift)`` (non-decreasing); groups never
+        paired get ``-log(eps)`` (about 36) rather than infinity.
     """
     P = np.array(joint, dtype=np.float64)
     k = P.shape[0]
     mass = P.sum(axis=1)
     active = np.ones(k, dtype=bool)
-    lift = P / np.maximum(np.outer(mass, mass), _TINY)
+    scale = np.sqrt(np.maximum(np.diag(P), _TINY))
+    cosine = P / np.outer(scale, scale)
     # Each unordered pair once, in the upper triangle.
-    lift[np.tril_indices(k)] = -np.inf
+    cosine[np.tril_indices(k)] = -np.inf
     node = np.arange(k)
     children = np.empty((k - 1, 2), dtype=np.intp)
     lifts = np.empty(k - 1)
     for step in range(k - 1):
-        a, b = np.unravel_index(np.argmax(lift), lift.shape)
+        a, b = np.unravel_index(np.argmax(cosine), cosine.shape)
         children[step] = node[a], node[b]
-        lifts[step] = lift[a, b]
+        lifts[step] = P[a, b] / max(mass[a] * mass[b], _TINY)
         # Group b joins group a: sum their rows and columns of the joint.
         P[a] += P[b]
         P[:, a] += P[:, b]
         mass[a] += mass[b]
         active[b] = False
-        row = np.where(active, P[a] / np.maximum(mass[a] * mass, _TINY), -np.inf)
+        scale[a] = np.sqrt(max(P[a, a], _TINY))
+        row = np.where(active, P[a] / (scale[a] * scale), -np.inf)
         row[a] = -np.inf
-        lift[a, a + 1 :] = row[a + 1 :]
-        lift[:a, a] = row[:a]
-        lift[b, :] = lift[:, b] = -np.inf
+        cosine[a, a + 1 :] = row[a + 1 :]
+        cosine[:a, a] = row[:a]
+        cosine[b, :] = cosine[:, b] = -np.inf
         node[a] = k + step
-    return children, -np.log(np.maximum(lifts, _EPS))
+    return children, np.maximum.accumulate(-np.log(np.maximum(lifts, _EPS)))
 
 
 def cut_tree(children, n_clusters):

@@ -37,15 +37,28 @@ def lift(joint, groups, a, b):
     return joint[np.ix_(in_a, in_b)].sum() / (mass[in_a].sum() * mass[in_b].sum())
 
 
+def cosine(joint, groups, a, b):
+    """``P(a, b) / sqrt(P(a, a) P(b, b))`` of groups ``a`` and ``b``, by hand."""
+    in_a, in_b = groups == a, groups == b
+    return joint[np.ix_(in_a, in_b)].sum() / np.sqrt(
+        joint[np.ix_(in_a, in_a)].sum() * joint[np.ix_(in_b, in_b)].sum()
+    )
+
+
 def greedy_by_brute_force(joint, n_clusters):
-    """Reference: at each step try every pair of groups, merge the one of the largest lift."""
+    """Reference: at each step try every pair of groups, merge the one of the largest cosine.
+
+    Also returns the lift of each merge.
+    """
     groups = np.arange(joint.shape[0])
+    lifts = []
     while len(np.unique(groups)) > n_clusters:
-        candidates = [(lift(joint, groups, a, b), -a, -b)
+        candidates = [(cosine(joint, groups, a, b), -a, -b)
                       for a, b in itertools.combinations(np.unique(groups), 2)]
         _, a, b = max(candidates)
+        lifts.append(lift(joint, groups, -a, -b))
         groups = np.where(groups == -b, -a, groups)
-    return np.unique(groups, return_inverse=True)[1]
+    return np.unique(groups, return_inverse=True)[1], np.array(lifts)
 
 
 def test_blocks_merge_into_their_block():
@@ -77,6 +90,25 @@ def test_small_groups_are_not_merged_for_balance():
     np.testing.assert_array_equal(groups, [0, 0, 0, 0, 0, 0, 1])
 
 
+def test_a_small_cluster_pairing_a_little_with_a_large_one_stays_apart():
+    # Two clusters of four micro-clusters (pairing with themselves and, less,
+    # within their cluster), and a small micro-cluster that pairs mostly with
+    # itself and a little with micro-cluster 0. Relative to chance (the lift)
+    # those few pairs are many, as the small one has little mass: average
+    # linkage of the lift joined it to micro-cluster 0 first, and cut three
+    # groups as [8 + 0, 1-3, 4-7]. Relative to the pairs within each group,
+    # they are few: the two clusters and the small one.
+    joint = np.zeros((9, 9))
+    for block in (range(4), range(4, 8)):
+        for i in block:
+            for j in block:
+                joint[i, j] = 1.0 if i == j else 0.3
+    joint[3, 4] = joint[4, 3] = 0.01
+    joint[8, 8], joint[8, 0], joint[0, 8] = 0.1, 0.05, 0.05
+    groups = cut_tree(merge_tree(normalized(joint))[0], 3)
+    np.testing.assert_array_equal(groups, [0, 0, 0, 0, 1, 1, 1, 1, 2])
+
+
 def test_a_ring_of_micro_clusters_is_cut_into_arcs():
     # Micro-clusters on a ring, each pairing with itself and its two neighbours:
     # the two groups are contiguous arcs.
@@ -97,14 +129,14 @@ def test_matches_brute_force_greedy(seed):
     joint = joint + joint.T
     children, distances = merge_tree(normalized(joint))
     assert children.shape == (k - 1, 2) and distances.shape == (k - 1,)
-    # Average linkage of the lift: no inversions.
-    assert np.all(np.diff(distances) >= -1e-12)
     for n_clusters in range(1, k + 1):
         groups = cut_tree(children, n_clusters)
         assert len(np.unique(groups)) == n_clusters
-        np.testing.assert_array_equal(
-            groups, greedy_by_brute_force(joint / joint.sum(), n_clusters)
-        )
+        expected, _ = greedy_by_brute_force(joint / joint.sum(), n_clusters)
+        np.testing.assert_array_equal(groups, expected)
+    _, lifts = greedy_by_brute_force(joint / joint.sum(), 1)
+    # Heights: -log(lift) of each merge, never below a merge made earlier.
+    np.testing.assert_allclose(distances, np.maximum.accumulate(-np.log(lifts)), rtol=1e-10)
 
 
 def test_tree_numbers_nodes_as_agglomerative_clustering():
