@@ -29,7 +29,7 @@ from ._input import (
     as_tensor,
     check_input_shape,
     feature_scaling,
-    input_kind,
+    kind_of_shape,
     requested_kind,
     resolve_input_shape,
     validate_input,
@@ -37,18 +37,12 @@ from ._input import (
 )
 from ._loss import normalized_mutual_information
 from ._merge import choose_head, cut_tree, merge_matrix, merged_joint, rank_by_size
-from ._metric import local_whitening
 from ._networks import build_network
-from ._pairs import (
-    PairSampler,
-    nearest_neighbors,
-    neighbors_among,
-    random_rows,
-    shift_distance,
-)
-from ._plan import make_plan, step_work
+from ._pairs import PairSampler, nearest_neighbors, neighbors_among, random_rows
+from ._plan import make_plan, shift_distance, step_work
 from ._runtime import available_or_cpu, inference_threads, runtime, thread_limit
 from ._training import train
+from ._whitening import local_whitening
 
 # Rows on which the network and the perturbation are tried before training:
 # three, so that a network that only works on pairs of rows is caught.
@@ -644,7 +638,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
                     batches = X_tensor.split(prediction_batch_size(plan.n_features))
                     proba = merged_probabilities(network, batches, plan.heads, best_head, merge)
                     labels = proba.argmax(dim=1).numpy()
-                pool = _score_pool(X_train, plan) if plan.uses_neighbors else None
+                pool = _draw_score_pool(X_train, plan) if plan.uses_neighbors else None
             rank = rank_by_size(labels, n_clusters)
             # Inside the transaction: warnings turned into errors fail the fit whole.
             automatic_epochs = self.n_epochs == "auto"
@@ -852,7 +846,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
     def _validate_fitted_input(self, X):
         check_is_fitted(self)
         X, array_shape = validate_input(
-            self, X, reset=False, kind=input_kind(self.input_shape_)
+            self, X, reset=False, kind=kind_of_shape(self.input_shape_)
         )
         check_input_shape(array_shape, self.input_shape_, type(self).__name__)
         return X
@@ -921,8 +915,8 @@ def _summary(estimator, start):
     )
 
 
-def _score_pool(X, plan):
-    """A copy, on the CPU, of the training rows among which ``score`` seeks neighbours.
+def _draw_score_pool(X, plan):
+    """Draw ``_score_pool``: a CPU copy of the training rows among which ``score`` seeks neighbours.
 
     Every row up to the cap, else a random subset (seeded from the fit's
     seed, apart from the training streams).

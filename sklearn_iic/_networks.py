@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from ._checks import check_tensor
-from ._runtime import memory_format
 
 
 class MLP(nn.Sequential):
@@ -219,6 +218,20 @@ def default_network(input_shape, n_outputs):
     return ConvNet(input_shape, n_outputs)
 
 
+def convnet_memory_format(batch):
+    """Layout of a :class:`ConvNet`'s weights when fed ``batch``: channels-last for CPU images.
+
+    oneDNN's convolutions run faster on channels-last weights, and no
+    slower on small images; only the layout changes, not what the network
+    computes. GPUs keep torch's default layout: unmeasured there. See
+    docs/benchmarks/speed.md ("Images rerun") and docs/benchmarks.rst
+    ("Measured outside the benchmark scripts").
+    """
+    if batch.ndim == 4 and batch.device.type == "cpu":
+        return torch.channels_last
+    return torch.preserve_format
+
+
 def build_network(network, input_shape, n_outputs, probe):
     """The network to train, on ``probe``'s device in eval mode, checked on the ``probe`` rows.
 
@@ -241,7 +254,7 @@ def build_network(network, input_shape, n_outputs, probe):
     # ConvNet only, however given: other modules are trained in the layout
     # they come in, as their forward may assume it (x.view(n, -1) fails on
     # channels-last activations).
-    layout = memory_format(probe) if type(network) is ConvNet else torch.preserve_format
+    layout = convnet_memory_format(probe) if type(network) is ConvNet else torch.preserve_format
     network = network.to(probe.device, memory_format=layout).eval()
     try:
         with torch.no_grad():

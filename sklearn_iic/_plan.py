@@ -11,8 +11,9 @@ import dataclasses
 
 import numpy as np
 import torch
+from sklearn.neighbors import NearestNeighbors
 
-from ._input import input_kind
+from ._input import kind_of_shape
 from ._runtime import resolve_device, seed_from, training_threads
 from ._training import Heads, batches_per_epoch
 from .perturbations import Compose, default_perturbation
@@ -81,6 +82,11 @@ _MIN_PATIENCE_STEPS = 100
 # ArrowHead 0.299 / 0.402, GunPoint -0.005 / -0.005; but BasicMotions 0.573 /
 # 0.254 and mnist1d (ACC) 0.681 / 0.162.
 _ALIGNED_SHIFT_DISTANCE = 3.0
+# shift_distance: at most this many series are shifted and sought among at
+# most _SHIFT_REFERENCE others (a fixed seed: a property of the data, not of
+# the fit's random state).
+_SHIFT_QUERIES = 1_000
+_SHIFT_REFERENCE = 10_000
 
 # max_samples="auto": the network is trained on a random subset of at most
 # this many rows; every row is labelled. The neighbour search, the largest
@@ -167,7 +173,7 @@ def joint_passes(n_samples, n_columns):
     return int(np.clip(-(-pairs // n_samples), 1, _MAX_JOINT_PASSES))
 
 
-def make_plan(params, input_shape, n_samples, shift_distance=None):
+def make_plan(params, input_shape, n_samples, measure_shift_distance=None):
     """Check ``params`` (an estimator's ``get_params()``) against the data and resolve them.
 
     Parameters
@@ -181,12 +187,12 @@ def make_plan(params, input_shape, n_samples, shift_distance=None):
     n_samples : int
         Rows of the data; the plan is made for the rows trained on
         (``max_samples`` of them).
-    shift_distance : callable or None, default=None
+    measure_shift_distance : callable or None, default=None
         For series, called only when the rule needs it (default network and
-        perturbation), as ``shift_distance(znormalize)`` with whether the
-        series are z-normalised one by one (``Plan.znormalize``), which the
-        series it measures must be: how far circular shifts move the series
-        from the data (:func:`~sklearn_iic._pairs.shift_distance`, a
+        perturbation), as ``measure_shift_distance(znormalize)`` with whether
+        the series are z-normalised one by one (``Plan.znormalize``), which
+        the series it measures must be: how far circular shifts move the
+        series from the data (:func:`shift_distance` of the series, a
         nearest-neighbour search). Series that shifts
         carry far from every other series are aligned: with the default
         network and perturbation they are then clustered as feature vectors
@@ -212,9 +218,9 @@ def make_plan(params, input_shape, n_samples, shift_distance=None):
         n_clusters = min(_AUTO_MAX_CLUSTERS, n_samples)
         if isinstance(micro, int):
             n_clusters = min(n_clusters, micro)
-    kind = input_kind(input_shape)
+    kind = kind_of_shape(input_shape)
     znormalize = kind == "series" and params["series_scaling"] == "series"
-    if _aligned_series(params, kind, shift_distance, znormalize):
+    if _aligned_series(params, kind, measure_shift_distance, znormalize):
         input_shape, kind = int(np.prod(input_shape)), "table"
     pairs = _AUTO_PAIRS[kind] if params["pairs"] == "auto" else params["pairs"]
     whiten = _whiten(params["whiten"], kind)
@@ -275,12 +281,59 @@ def _max_samples(max_samples, n_samples, n_clusters):
     return min(max_samples, n_samples)
 
 
-def _aligned_series(params, kind, shift_distance, znormalize):
+def _aligned_series(params, kind, measure_shift_distance, znormalize):
+    """Whether series are aligned, so that the default series rule clusters them as rows."""
     return (
         kind == "series" and params["network"] is None
-        and isinstance(params["perturbation"], str) and shift_distance is not None
-        and shift_distance(znormalize) > _ALIGNED_SHIFT_DISTANCE
+        and isinstance(params["perturbation"], str) and measure_shift_distance is not None
+        and measure_shift_distance(znormalize) > _ALIGNED_SHIFT_DISTANCE
     )
+
+
+def shift_distance(X, input_shape):
+    """How far from the data circular shifts move series, relative to neighbour distances.
+
+    Shifts a random subset of the series circularly by 20% to 40% of their
+    length (the larger draws of the default series perturbation) and returns
+    the median distance from a shifted series to its nearest series in the
+    data, over the median distance from a series to its nearest other
+    series (repeated series count once). Near 1 when the data hold shifted
+    versions of their series, so that shifts are an invariance of the data;
+    several times 1 when the series are aligned, so that a shift makes a
+    series unlike any other.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_channels * length)
+        Flattened series.
+    input_shape : tuple of int
+        ``(n_channels, length)``.
+
+    Returns
+    -------
+    ratio : float
+    """
+    rng = np.random.default_rng(0)
+    n_samples, length = X.shape[0], input_shape[1]
+    reference = X
+    if n_samples > _SHIFT_REFERENCE:
+        reference = X[np.sort(rng.choice(n_samples, _SHIFT_REFERENCE, replace=False))]
+    # Distinct series only: in data repeated to oversample them, a series'
+    # nearest other series was its own copy, at distance 0, and every such
+    # data set looked aligned (an infinite ratio).
+    reference = np.unique(reference, axis=0)
+    if len(reference) < 2:
+        return float("inf")
+    search = NearestNeighbors(n_neighbors=2).fit(reference)
+    queries = reference[rng.choice(len(reference), min(len(reference), _SHIFT_QUERIES),
+                                   replace=False)]
+    own = np.median(search.kneighbors(queries)[0][:, 1])
+    shifts = rng.integers(int(0.2 * length), int(0.4 * length) + 1, size=len(queries))
+    shifts *= rng.choice([-1, 1], size=len(queries))
+    series = queries.reshape(len(queries), *input_shape)
+    shifted = np.stack([np.roll(one, k, axis=-1) for one, k in zip(series, shifts)])
+    moved = np.median(search.kneighbors(shifted.reshape(len(queries), -1), 1)[0][:, 0])
+    return float(moved / own) if own > 0 else float("inf")
 
 
 def _perturbation(perturbation, pairs, kind):
@@ -381,7 +434,7 @@ def step_work(input_shape, rows, n_outputs):
     work of a step, to choose threads by.
     """
     n_features = int(np.prod(input_shape))
-    if input_kind(input_shape) == "table":
+    if kind_of_shape(input_shape) == "table":
         return rows * (n_features + n_outputs) * 256
     return rows * n_features * 32 * 9
 

@@ -1,4 +1,4 @@
-"""Where and how torch runs in a fit or a prediction: device, threads, layout, floats, randomness.
+"""Where and how torch runs in a fit or a prediction: device, threads, floats, randomness.
 
 The thread policy. Training uses one torch thread per ``WORK_PER_THREAD``
 multiply-adds of a step, at most the caller's limit, and never depends on
@@ -54,20 +54,6 @@ def resolve_device(device):
             "or 'cuda' devices."
         )
     return device
-
-
-def memory_format(batch):
-    """Layout of the weights of a ConvNet fed ``batch``: channels-last for images on the CPU.
-
-    oneDNN's convolutions run faster on channels-last weights: a training
-    step of the default convnet on 512 MNIST images took 426 ms against 726 ms
-    on one thread (332 against 428 on two), and no slower on digits' 8x8
-    images. Only the layout changes, not what the network computes. GPUs
-    keep torch's default layout: unmeasured there.
-    """
-    if batch.ndim == 4 and batch.device.type == "cpu":
-        return torch.channels_last
-    return torch.preserve_format
 
 
 def available_or_cpu(device):
