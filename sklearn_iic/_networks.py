@@ -76,9 +76,10 @@ class ConvNet(nn.Sequential):
             # No bias: BatchNorm subtracts it, so its gradient is rounding
             # noise, in which Adam still steps by up to a learning rate. On
             # channels-last weights that noise differed between one process
-            # and two ranks, and so did the probabilities, by up to 0.05. The
-            # MLP and ConvNet1d keep theirs: dropping them would change every
-            # table and series result, which were not rerun.
+            # and two ranks, and so did the probabilities (docs/scaling.rst,
+            # data-parallel training). The MLP and ConvNet1d keep theirs:
+            # dropping them would change every table and series result,
+            # which were not rerun.
             layers += [
                 nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
                 nn.BatchNorm2d(channels),
@@ -221,11 +222,11 @@ def default_network(input_shape, n_outputs):
 def convnet_memory_format(batch):
     """Layout of a :class:`ConvNet`'s weights when fed ``batch``: channels-last for CPU images.
 
-    oneDNN's convolutions run faster on channels-last weights, and no
-    slower on small images; only the layout changes, not what the network
-    computes. GPUs keep torch's default layout: unmeasured there. See
-    docs/benchmarks/speed.md ("Images rerun") and docs/benchmarks.rst
-    ("Measured outside the benchmark scripts").
+    oneDNN's convolutions train faster on channels-last weights, and no
+    slower on small images (docs/benchmarks/speed.md, "Images rerun";
+    docs/benchmarks.rst, "Threads, layout and the neighbour search"). Only
+    the layout changes, not what the network computes. GPUs keep torch's
+    default layout: unmeasured there.
     """
     if batch.ndim == 4 and batch.device.type == "cpu":
         return torch.channels_last

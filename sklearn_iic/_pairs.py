@@ -22,8 +22,9 @@ def nearest_neighbors(X, n_neighbors, generator, transform=None):
     """Indices of the ``n_neighbors`` nearest other samples of each sample of ``X``.
 
     Exact Euclidean search where ``X`` lives: scikit-learn's
-    :class:`~sklearn.neighbors.NearestNeighbors` on the CPU (2.5x faster there
-    than matrix products), and on a GPU matrix products and ``topk``. Queries
+    :class:`~sklearn.neighbors.NearestNeighbors` on the CPU (faster there
+    than matrix products: docs/benchmarks.rst, "Threads, layout and the
+    neighbour search"), and on a GPU matrix products and ``topk``. Queries
     go in blocks of rows, so that at most about 256 MiB of distances (GPU) or
     of temporary indices exist at a time. Up to 50,000 samples every sample is
     a candidate and time grows as ``n_samples ** 2``; beyond, the candidates

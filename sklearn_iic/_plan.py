@@ -3,8 +3,9 @@
 :func:`make_plan` runs right after the input is validated and before any
 expensive work, so a bad setting fails in milliseconds whatever the size of
 the data. The :class:`Plan` it returns is kept on the fitted estimator; the
-measured constants behind each "auto" live here, beside the rule that uses
-them.
+constants behind each "auto" live here, beside the rule that uses them, each
+with the reason for its value and the table or section of the benchmarks
+(docs/benchmarks/*.md, docs/benchmarks.rst) where it was measured.
 """
 
 import dataclasses
@@ -24,34 +25,31 @@ from .perturbations import Compose, default_perturbation
 _AUTO_MAX_CLUSTERS = 10
 
 # n_microclusters="auto": at least this many micro-clusters, and at least
-# _MICRO_PER_CLUSTER per cluster. Fewer (20, 30) left circles split into wedges
-# spanning both rings on most seeds; 50 solved all 8 seeds tried.
+# _MICRO_PER_CLUSTER per cluster. Fewer left the circles split into wedges
+# spanning both rings (docs/benchmarks.rst, "Micro-clusters and the pair joint").
 _MIN_MICROCLUSTERS = 50
 _MICRO_PER_CLUSTER = 5
 
 # The joint that merges micro-clusters, selects the sub-head and scores is
 # summed over at least _PAIRS_PER_CELL pairs per entry, in at most
-# _MAX_JOINT_PASSES passes over the data. With 50 micro-clusters on the
-# 1,000 samples of the moons, one pass failed on a seed in three and five
-# passes on one seed in ten; 50 passes (50,000 pairs) found the moons on all
-# ten. The cap binds only on small data (below 1,000 samples for 50
-# micro-clusters), where passes are cheap.
+# _MAX_JOINT_PASSES passes over the data: fewer pairs lost the moons on some
+# seeds (docs/benchmarks.rst, "Micro-clusters and the pair joint"). The cap
+# binds only on small data (below 1,000 samples for 50 micro-clusters),
+# where passes are cheap.
 _PAIRS_PER_CELL = 20
 _MAX_JOINT_PASSES = 50
 
 # Optimiser steps of n_epochs="auto": enough for digits as features (100
-# epochs) in the benchmarks.
+# epochs); see docs/benchmarks/speed_features.md.
 _AUTO_STEPS = 800
 # Images train for fewer steps, and for at most _AUTO_IMAGE_WORK
 # multiply-adds (step_work's estimate) in all, so that larger images take
-# fewer, costlier steps (but at least _MIN_AUTO_EPOCHS epochs). Longer
-# training let some seeds drift to a clustering that merges two classes and
-# splits another. Digits as 8x8 images, 10 seeds,
-# median (min) ACC: 320 steps 0.947 (0.881), 440 steps (55 epochs) 0.951
-# (0.927) in about 9 s, 800 steps 0.950 (0.895) in 17.6 s. MNIST-5k (28x28)
-# gets 311 steps of 5.8e7 (16 epochs): ACC 0.966 (0.964-0.967, 3 seeds) in
-# 69 s per fit, where 40 epochs had given 0.954 in 302 s (seed 0, before the
-# channels-last layout). Unmeasured on larger images, which get fewer still.
+# fewer, costlier steps (but at least _MIN_AUTO_EPOCHS epochs; MNIST-5k's
+# 28x28 images get 16 epochs). Longer training let some seeds drift to a
+# clustering that merges two classes and splits another, and took longer;
+# see docs/benchmarks/images_10_seeds.md and docs/benchmarks/images.md, and
+# the runs of other budgets in docs/benchmarks.rst, "Images". Unmeasured on
+# larger images, which get fewer steps still.
 _AUTO_IMAGE_STEPS = 440
 _AUTO_IMAGE_WORK = 1.8e10
 _MIN_AUTO_EPOCHS, _MAX_AUTO_EPOCHS = 10, 100
@@ -59,28 +57,24 @@ _MIN_AUTO_EPOCHS, _MAX_AUTO_EPOCHS = 10, 100
 # pairs="auto": a perturbed nearest neighbour measured best on feature
 # vectors and images. On series the perturbation alone: Euclidean neighbours
 # of series are rarely their shifted look-alikes, and adding them measured no
-# better (BasicMotions seed 0: ARI 0.583 alone, 0.507 with neighbours;
-# ArrowHead, ItalyPowerDemand and GunPoint at chance either way, with the
-# patience of 20 epochs then in force).
+# better (docs/benchmarks.rst, "Series: pairs and perturbations").
 _AUTO_PAIRS = {"table": "both", "image": "both", "series": "perturbation"}
 
 # n_iter_no_change counts epochs, but on small data an epoch is one step, and
 # IIC can sit on the uniform, uninformative assignment for tens of steps
-# before it finds structure: ArrowHead (211 series, one step per epoch) stayed
-# there from step 3 to 25, so a patience of 20 epochs stopped it at epoch 26
-# with ARI 0.00, against 0.35 after 100 epochs. Patience is therefore at least
-# this many optimiser steps (within half the epoch budget).
+# before it finds structure (ArrowHead: docs/benchmarks.rst, "Patience").
+# Patience is therefore at least this many optimiser steps (within half the
+# epoch budget).
 _MIN_PATIENCE_STEPS = 100
 
 # Series are aligned when shifting them by 20-40% of their length takes them
 # this many times farther from the data than their nearest neighbours are:
 # then the time of events, not only their shape, may tell clusters apart, and
-# the shift-invariant defaults of series would erase it. Measured ratios:
-# mnist1d 1.16 and BasicMotions 1.11 (shifted copies of their series occur in
-# the data), ItalyPowerDemand 10.8, ArrowHead 10.9, GunPoint 15.0. Median ARI
-# of 3 seeds as series / as feature vectors: ItalyPowerDemand -0.001 / 0.829,
-# ArrowHead 0.299 / 0.402, GunPoint -0.005 / -0.005; but BasicMotions 0.573 /
-# 0.254 and mnist1d (ACC) 0.681 / 0.162.
+# the shift-invariant defaults of series would erase it. The threshold lies
+# between the ratios measured on the sets that the convnet clusters better
+# (shifted copies of their series occur in the data) and on those that rows
+# cluster better; see docs/benchmarks.rst, "Time series", and
+# docs/benchmarks/series.md.
 _ALIGNED_SHIFT_DISTANCE = 3.0
 # shift_distance: at most this many series are shifted and sought among at
 # most _SHIFT_REFERENCE others (a fixed seed: a property of the data, not of
@@ -91,9 +85,9 @@ _SHIFT_REFERENCE = 10_000
 # max_samples="auto": the network is trained on a random subset of at most
 # this many rows; every row is labelled. The neighbour search, the largest
 # cost of a fit beyond it, costs the rows searched times the (up to 50,000)
-# rows searched among (203 s of a default fit of 1e6 x 50 on every row),
-# while the automatic epochs already give each row many draws at this size
-# (10 epochs, 1,960 steps of 256). See the large-data benchmark.
+# rows searched among, while the automatic epochs already give each row many
+# draws at this size (10 epochs, 1,960 steps of 256); see
+# docs/benchmarks/large.md.
 _AUTO_MAX_SAMPLES = 50_000
 
 # Entries of one head's pair joint (float32): beyond this a head cannot be
@@ -370,7 +364,7 @@ def _n_microclusters(params, n_clusters, merge, n_samples):
     # "auto" merges for feature vectors, and on any data when n_clusters is
     # chosen from the tree. On images a head of n_clusters measured better on
     # balanced digits than merging micro-clusters, worse on long-tailed ones
-    # (see the imbalance benchmark); on mnist1d series no better.
+    # (docs/benchmarks/imbalance_variants.md); on mnist1d series no better.
     if n_micro is None or (n_micro == "auto" and not merge):
         return n_clusters
     if n_micro == "auto":
