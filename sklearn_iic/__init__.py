@@ -3,8 +3,8 @@
 from . import datasets, perturbations
 from ._iic import IICClustering
 from ._loss import iic_loss
-from ._metric import Whitening
 from ._networks import MLP, ConvNet, ConvNet1d
+from ._whitening import Whitening
 
 __all__ = [
     "ConvNet", "ConvNet1d", "IICClustering", "MLP", "Whitening", "datasets", "iic_loss",

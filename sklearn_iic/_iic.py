@@ -29,7 +29,7 @@ from ._input import (
     as_tensor,
     check_input_shape,
     feature_scaling,
-    input_kind,
+    kind_of_shape,
     requested_kind,
     resolve_input_shape,
     validate_input,
@@ -37,18 +37,12 @@ from ._input import (
 )
 from ._loss import normalized_mutual_information
 from ._merge import choose_head, cut_tree, merge_matrix, merged_joint, rank_by_size
-from ._metric import local_whitening
 from ._networks import build_network
-from ._pairs import (
-    PairSampler,
-    nearest_neighbors,
-    neighbors_among,
-    random_rows,
-    shift_distance,
-)
-from ._plan import make_plan, step_work
+from ._pairs import PairSampler, nearest_neighbors, neighbors_among, random_rows
+from ._plan import make_plan, shift_distance, step_work
 from ._runtime import available_or_cpu, inference_threads, runtime, thread_limit
 from ._training import train
+from ._whitening import local_whitening
 
 # Rows on which the network and the perturbation are tried before training:
 # three, so that a network that only works on pairs of rows is caught.
@@ -181,10 +175,8 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         and keeps, only the leading ``max(5, rows // 40)`` principal
         components of the standardised features. Whitened in every
         direction, such tables got uninformative clusters, at times a single
-        one (``make_classification`` 200 x 400, 4 classes: ARI 0.00 where
-        KMeans reaches 0.160; flattened BasicMotions, 80 x 600: 0.00, one
-        cluster, KMeans 0.134); so projected they reach 0.472 and 0.321
-        (median of 3 seeds; see the user guide).
+        one; projected they are clustered (see the user guide's section on
+        wide tables, and docs/benchmarks/wide.md).
 
     input_kind : {"auto", "table", "image", "series"}, default="auto"
         What a sample is. ``"auto"``: 2-D ``X`` holds feature vectors (or
@@ -213,8 +205,9 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         tell clusters apart. Series clustered as feature vectors (aligned
         series, see ``input_kind``) are scaled alike first. Ignored for
         feature vectors and images. On mnist1d as its package generates it
-        (series of varying offset and scale), ``"global"`` gave ACC 0.345
-        and ``"series"`` 0.643 (median of 3 seeds; see the user guide).
+        (series of varying offset and scale), ``"series"`` measured far
+        better than ``"global"`` (see the user guide, and
+        docs/benchmarks/series_raw.md).
 
     image_shape : tuple of int or None, default=None
         ``(height, width)`` or ``(channels, height, width)`` of images given
@@ -239,7 +232,8 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         on an ``n_clusters`` head misses (it settles on a split by a line on
         concentric circles); on mnist1d series it measured no better, and on
         images worse on balanced digits and better on long-tailed ones (see
-        the user guide's section on cluster sizes).
+        the user guide's section on cluster sizes, and
+        docs/benchmarks/imbalance_variants.md).
 
     overclustering : float, default=0
         If positive, an auxiliary head with ``round(overclustering *
@@ -284,10 +278,9 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         the choice of the head see only it; every row of ``X`` is labelled.
         ``"auto"`` trains on at most 50,000 rows, which bounds the time of a
         fit on any amount of data: the neighbour search costs the rows
-        searched times the (up to 50,000) rows searched among (a default fit
-        of 1,000,000 x 50 on every row spent 203 s seeking neighbours alone),
-        while 10 epochs of 50,000 rows already give each row many draws.
-        ``None`` trains on every row.
+        searched times the (up to 50,000) rows searched among, while 10
+        epochs of 50,000 rows already give each row many draws (see
+        docs/benchmarks/large.md). ``None`` trains on every row.
 
     tol : float or None, default=1e-3
         Tolerance of the convergence test: training stops once the epoch's
@@ -304,8 +297,8 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         epoch is a single step, and IIC can rest on uninformative
         assignments for tens of steps before it finds structure), and at
         most half of ``n_epochs``, so that short budgets can converge. With
-        10, one iris seed in three stopped at epoch 79 with ARI 0.76 instead
-        of 0.92 after 100 epochs; 20 kept all three.
+        10, an iris seed stopped early on a worse clustering (see the
+        benchmarks page, "Patience").
 
     learning_rate : float, default=1e-3
         Adam's learning rate.
@@ -317,9 +310,10 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
     compile : bool or dict, default=False
         Train through :func:`torch.compile` of the network (a dict is passed
         to it as keyword arguments, e.g. ``{"mode": "max-autotune"}``). The
-        first steps pay the compilation (tens of seconds; it needs a C++
-        compiler on the CPU and Triton on GPUs), so it pays off only on long
-        fits; see the speed benchmark. ``network_`` stays the plain module.
+        first steps pay the compilation (it needs a C++ compiler on the CPU
+        and Triton on GPUs), so it pays off only on long fits; see
+        docs/benchmarks/speed.md ("torch.compile"). ``network_`` stays the
+        plain module.
 
     distributed : bool, default=False
         Fit data-parallel with the ranks of torch.distributed's default
@@ -644,7 +638,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
                     batches = X_tensor.split(prediction_batch_size(plan.n_features))
                     proba = merged_probabilities(network, batches, plan.heads, best_head, merge)
                     labels = proba.argmax(dim=1).numpy()
-                pool = _score_pool(X_train, plan) if plan.uses_neighbors else None
+                pool = _draw_score_pool(X_train, plan) if plan.uses_neighbors else None
             rank = rank_by_size(labels, n_clusters)
             # Inside the transaction: warnings turned into errors fail the fit whole.
             automatic_epochs = self.n_epochs == "auto"
@@ -852,7 +846,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
     def _validate_fitted_input(self, X):
         check_is_fitted(self)
         X, array_shape = validate_input(
-            self, X, reset=False, kind=input_kind(self.input_shape_)
+            self, X, reset=False, kind=kind_of_shape(self.input_shape_)
         )
         check_input_shape(array_shape, self.input_shape_, type(self).__name__)
         return X
@@ -921,8 +915,8 @@ def _summary(estimator, start):
     )
 
 
-def _score_pool(X, plan):
-    """A copy, on the CPU, of the training rows among which ``score`` seeks neighbours.
+def _draw_score_pool(X, plan):
+    """Draw ``_score_pool``: a CPU copy of the training rows among which ``score`` seeks neighbours.
 
     Every row up to the cap, else a random subset (seeded from the fit's
     seed, apart from the training streams).

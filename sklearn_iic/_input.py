@@ -185,7 +185,7 @@ def feature_scaling(X, input_shape=None):
     is then scaled alike, and the series keep their shape.
     """
     # Values as (rows, groups, length): a group is a feature (length 1) or a channel.
-    series = isinstance(input_shape, tuple) and input_kind(input_shape) == "series"
+    series = isinstance(input_shape, tuple) and kind_of_shape(input_shape) == "series"
     groups = input_shape if series else (X.shape[1], 1)
     count = X.shape[0] * groups[1]
 
@@ -254,7 +254,7 @@ def znormalise_series(X, input_shape):
     return out
 
 
-def input_kind(input_shape):
+def kind_of_shape(input_shape):
     """``"table"`` for an int shape, ``"series"`` for a 2-tuple, ``"image"`` for a 3-tuple."""
     if isinstance(input_shape, int):
         return "table"

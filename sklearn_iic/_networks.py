@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from ._checks import check_tensor
-from ._runtime import memory_format
 
 
 class MLP(nn.Sequential):
@@ -77,9 +76,10 @@ class ConvNet(nn.Sequential):
             # No bias: BatchNorm subtracts it, so its gradient is rounding
             # noise, in which Adam still steps by up to a learning rate. On
             # channels-last weights that noise differed between one process
-            # and two ranks, and so did the probabilities, by up to 0.05. The
-            # MLP and ConvNet1d keep theirs: dropping them would change every
-            # table and series result, which were not rerun.
+            # and two ranks, and so did the probabilities (docs/scaling.rst,
+            # data-parallel training). The MLP and ConvNet1d keep theirs:
+            # dropping them would change every table and series result,
+            # which were not rerun.
             layers += [
                 nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
                 nn.BatchNorm2d(channels),
@@ -219,6 +219,20 @@ def default_network(input_shape, n_outputs):
     return ConvNet(input_shape, n_outputs)
 
 
+def convnet_memory_format(batch):
+    """Layout of a :class:`ConvNet`'s weights when fed ``batch``: channels-last for CPU images.
+
+    oneDNN's convolutions train faster on channels-last weights, and no
+    slower on small images (docs/benchmarks/speed.md, "Images rerun";
+    docs/benchmarks.rst, "Threads, layout and the neighbour search"). Only
+    the layout changes, not what the network computes. GPUs keep torch's
+    default layout: unmeasured there.
+    """
+    if batch.ndim == 4 and batch.device.type == "cpu":
+        return torch.channels_last
+    return torch.preserve_format
+
+
 def build_network(network, input_shape, n_outputs, probe):
     """The network to train, on ``probe``'s device in eval mode, checked on the ``probe`` rows.
 
@@ -241,7 +255,7 @@ def build_network(network, input_shape, n_outputs, probe):
     # ConvNet only, however given: other modules are trained in the layout
     # they come in, as their forward may assume it (x.view(n, -1) fails on
     # channels-last activations).
-    layout = memory_format(probe) if type(network) is ConvNet else torch.preserve_format
+    layout = convnet_memory_format(probe) if type(network) is ConvNet else torch.preserve_format
     network = network.to(probe.device, memory_format=layout).eval()
     try:
         with torch.no_grad():

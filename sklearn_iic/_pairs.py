@@ -1,6 +1,5 @@
 """Pair construction: each sample ``x`` is paired with a perturbed copy and/or a neighbour."""
 
-import numpy as np
 import torch
 from sklearn.neighbors import NearestNeighbors
 
@@ -23,8 +22,9 @@ def nearest_neighbors(X, n_neighbors, generator, transform=None):
     """Indices of the ``n_neighbors`` nearest other samples of each sample of ``X``.
 
     Exact Euclidean search where ``X`` lives: scikit-learn's
-    :class:`~sklearn.neighbors.NearestNeighbors` on the CPU (2.5x faster there
-    than matrix products), and on a GPU matrix products and ``topk``. Queries
+    :class:`~sklearn.neighbors.NearestNeighbors` on the CPU (faster there
+    than matrix products: docs/benchmarks.rst, "Threads, layout and the
+    neighbour search"), and on a GPU matrix products and ``topk``. Queries
     go in blocks of rows, so that at most about 256 MiB of distances (GPU) or
     of temporary indices exist at a time. Up to 50,000 samples every sample is
     a candidate and time grows as ``n_samples ** 2``; beyond, the candidates
@@ -40,7 +40,7 @@ def nearest_neighbors(X, n_neighbors, generator, transform=None):
     generator : torch.Generator
         On X's device; draws the candidate subset of large data sets.
     transform : callable or None, default=None
-        Map of rows (such as a :class:`~sklearn_iic._metric.Whitening`) in
+        Map of rows (such as a :class:`~sklearn_iic.Whitening`) in
         whose output distances are measured; applied block by block, so no
         transformed copy of ``X`` is made.
 
@@ -185,56 +185,3 @@ class PairSampler:
             if self.perturb_x:
                 x = self.perturbation(x, self.generator)
         return x, partner
-
-
-# shift_distance: at most this many series are shifted and sought among at
-# most _SHIFT_REFERENCE others (a fixed seed: a property of the data, not of
-# the fit's random state).
-_SHIFT_QUERIES = 1_000
-_SHIFT_REFERENCE = 10_000
-
-
-def shift_distance(X, input_shape):
-    """How far from the data circular shifts move series, relative to neighbour distances.
-
-    Shifts a random subset of the series circularly by 20% to 40% of their
-    length (the larger draws of the default series perturbation) and returns
-    the median distance from a shifted series to its nearest series in the
-    data, over the median distance from a series to its nearest other
-    series (repeated series count once). Near 1 when the data hold shifted
-    versions of their series, so that shifts are an invariance of the data;
-    several times 1 when the series are aligned, so that a shift makes a
-    series unlike any other.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_channels * length)
-        Flattened series.
-    input_shape : tuple of int
-        ``(n_channels, length)``.
-
-    Returns
-    -------
-    ratio : float
-    """
-    rng = np.random.default_rng(0)
-    n_samples, length = X.shape[0], input_shape[1]
-    reference = X
-    if n_samples > _SHIFT_REFERENCE:
-        reference = X[np.sort(rng.choice(n_samples, _SHIFT_REFERENCE, replace=False))]
-    # Distinct series only: in data repeated to oversample them, a series'
-    # nearest other series was its own copy, at distance 0, and every such
-    # data set looked aligned (an infinite ratio).
-    reference = np.unique(reference, axis=0)
-    if len(reference) < 2:
-        return float("inf")
-    search = NearestNeighbors(n_neighbors=2).fit(reference)
-    queries = reference[rng.choice(len(reference), min(len(reference), _SHIFT_QUERIES),
-                                   replace=False)]
-    own = np.median(search.kneighbors(queries)[0][:, 1])
-    shifts = rng.integers(int(0.2 * length), int(0.4 * length) + 1, size=len(queries))
-    shifts *= rng.choice([-1, 1], size=len(queries))
-    series = queries.reshape(len(queries), *input_shape)
-    shifted = np.stack([np.roll(one, k, axis=-1) for one, k in zip(series, shifts)])
-    moved = np.median(search.kneighbors(shifted.reshape(len(queries), -1), 1)[0][:, 0])
-    return float(moved / own) if own > 0 else float("inf")

@@ -3,16 +3,18 @@
 :func:`make_plan` runs right after the input is validated and before any
 expensive work, so a bad setting fails in milliseconds whatever the size of
 the data. The :class:`Plan` it returns is kept on the fitted estimator; the
-measured constants behind each "auto" live here, beside the rule that uses
-them.
+constants behind each "auto" live here, beside the rule that uses them, each
+with the reason for its value and the table or section of the benchmarks
+(docs/benchmarks/*.md, docs/benchmarks.rst) where it was measured.
 """
 
 import dataclasses
 
 import numpy as np
 import torch
+from sklearn.neighbors import NearestNeighbors
 
-from ._input import input_kind
+from ._input import kind_of_shape
 from ._runtime import resolve_device, seed_from, training_threads
 from ._training import Heads, batches_per_epoch
 from .perturbations import Compose, default_perturbation
@@ -23,34 +25,31 @@ from .perturbations import Compose, default_perturbation
 _AUTO_MAX_CLUSTERS = 10
 
 # n_microclusters="auto": at least this many micro-clusters, and at least
-# _MICRO_PER_CLUSTER per cluster. Fewer (20, 30) left circles split into wedges
-# spanning both rings on most seeds; 50 solved all 8 seeds tried.
+# _MICRO_PER_CLUSTER per cluster. Fewer left the circles split into wedges
+# spanning both rings (docs/benchmarks.rst, "Micro-clusters and the pair joint").
 _MIN_MICROCLUSTERS = 50
 _MICRO_PER_CLUSTER = 5
 
 # The joint that merges micro-clusters, selects the sub-head and scores is
 # summed over at least _PAIRS_PER_CELL pairs per entry, in at most
-# _MAX_JOINT_PASSES passes over the data. With 50 micro-clusters on the
-# 1,000 samples of the moons, one pass failed on a seed in three and five
-# passes on one seed in ten; 50 passes (50,000 pairs) found the moons on all
-# ten. The cap binds only on small data (below 1,000 samples for 50
-# micro-clusters), where passes are cheap.
+# _MAX_JOINT_PASSES passes over the data: fewer pairs lost the moons on some
+# seeds (docs/benchmarks.rst, "Micro-clusters and the pair joint"). The cap
+# binds only on small data (below 1,000 samples for 50 micro-clusters),
+# where passes are cheap.
 _PAIRS_PER_CELL = 20
 _MAX_JOINT_PASSES = 50
 
 # Optimiser steps of n_epochs="auto": enough for digits as features (100
-# epochs) in the benchmarks.
+# epochs); see docs/benchmarks/speed_features.md.
 _AUTO_STEPS = 800
 # Images train for fewer steps, and for at most _AUTO_IMAGE_WORK
 # multiply-adds (step_work's estimate) in all, so that larger images take
-# fewer, costlier steps (but at least _MIN_AUTO_EPOCHS epochs). Longer
-# training let some seeds drift to a clustering that merges two classes and
-# splits another. Digits as 8x8 images, 10 seeds,
-# median (min) ACC: 320 steps 0.947 (0.881), 440 steps (55 epochs) 0.951
-# (0.927) in about 9 s, 800 steps 0.950 (0.895) in 17.6 s. MNIST-5k (28x28)
-# gets 311 steps of 5.8e7 (16 epochs): ACC 0.966 (0.964-0.967, 3 seeds) in
-# 69 s per fit, where 40 epochs had given 0.954 in 302 s (seed 0, before the
-# channels-last layout). Unmeasured on larger images, which get fewer still.
+# fewer, costlier steps (but at least _MIN_AUTO_EPOCHS epochs; MNIST-5k's
+# 28x28 images get 16 epochs). Longer training let some seeds drift to a
+# clustering that merges two classes and splits another, and took longer;
+# see docs/benchmarks/images_10_seeds.md and docs/benchmarks/images.md, and
+# the runs of other budgets in docs/benchmarks.rst, "Images". Unmeasured on
+# larger images, which get fewer steps still.
 _AUTO_IMAGE_STEPS = 440
 _AUTO_IMAGE_WORK = 1.8e10
 _MIN_AUTO_EPOCHS, _MAX_AUTO_EPOCHS = 10, 100
@@ -58,36 +57,37 @@ _MIN_AUTO_EPOCHS, _MAX_AUTO_EPOCHS = 10, 100
 # pairs="auto": a perturbed nearest neighbour measured best on feature
 # vectors and images. On series the perturbation alone: Euclidean neighbours
 # of series are rarely their shifted look-alikes, and adding them measured no
-# better (BasicMotions seed 0: ARI 0.583 alone, 0.507 with neighbours;
-# ArrowHead, ItalyPowerDemand and GunPoint at chance either way, with the
-# patience of 20 epochs then in force).
+# better (docs/benchmarks.rst, "Series: pairs and perturbations").
 _AUTO_PAIRS = {"table": "both", "image": "both", "series": "perturbation"}
 
 # n_iter_no_change counts epochs, but on small data an epoch is one step, and
 # IIC can sit on the uniform, uninformative assignment for tens of steps
-# before it finds structure: ArrowHead (211 series, one step per epoch) stayed
-# there from step 3 to 25, so a patience of 20 epochs stopped it at epoch 26
-# with ARI 0.00, against 0.35 after 100 epochs. Patience is therefore at least
-# this many optimiser steps (within half the epoch budget).
+# before it finds structure (ArrowHead: docs/benchmarks.rst, "Patience").
+# Patience is therefore at least this many optimiser steps (within half the
+# epoch budget).
 _MIN_PATIENCE_STEPS = 100
 
 # Series are aligned when shifting them by 20-40% of their length takes them
 # this many times farther from the data than their nearest neighbours are:
 # then the time of events, not only their shape, may tell clusters apart, and
-# the shift-invariant defaults of series would erase it. Measured ratios:
-# mnist1d 1.16 and BasicMotions 1.11 (shifted copies of their series occur in
-# the data), ItalyPowerDemand 10.8, ArrowHead 10.9, GunPoint 15.0. Median ARI
-# of 3 seeds as series / as feature vectors: ItalyPowerDemand -0.001 / 0.829,
-# ArrowHead 0.299 / 0.402, GunPoint -0.005 / -0.005; but BasicMotions 0.573 /
-# 0.254 and mnist1d (ACC) 0.681 / 0.162.
+# the shift-invariant defaults of series would erase it. The threshold lies
+# between the ratios measured on the sets that the convnet clusters better
+# (shifted copies of their series occur in the data) and on those that rows
+# cluster better; see docs/benchmarks.rst, "Time series", and
+# docs/benchmarks/series.md.
 _ALIGNED_SHIFT_DISTANCE = 3.0
+# shift_distance: at most this many series are shifted and sought among at
+# most _SHIFT_REFERENCE others (a fixed seed: a property of the data, not of
+# the fit's random state).
+_SHIFT_QUERIES = 1_000
+_SHIFT_REFERENCE = 10_000
 
 # max_samples="auto": the network is trained on a random subset of at most
 # this many rows; every row is labelled. The neighbour search, the largest
 # cost of a fit beyond it, costs the rows searched times the (up to 50,000)
-# rows searched among (203 s of a default fit of 1e6 x 50 on every row),
-# while the automatic epochs already give each row many draws at this size
-# (10 epochs, 1,960 steps of 256). See the large-data benchmark.
+# rows searched among, while the automatic epochs already give each row many
+# draws at this size (10 epochs, 1,960 steps of 256); see
+# docs/benchmarks/large.md.
 _AUTO_MAX_SAMPLES = 50_000
 
 # Entries of one head's pair joint (float32): beyond this a head cannot be
@@ -167,7 +167,7 @@ def joint_passes(n_samples, n_columns):
     return int(np.clip(-(-pairs // n_samples), 1, _MAX_JOINT_PASSES))
 
 
-def make_plan(params, input_shape, n_samples, shift_distance=None):
+def make_plan(params, input_shape, n_samples, measure_shift_distance=None):
     """Check ``params`` (an estimator's ``get_params()``) against the data and resolve them.
 
     Parameters
@@ -181,12 +181,12 @@ def make_plan(params, input_shape, n_samples, shift_distance=None):
     n_samples : int
         Rows of the data; the plan is made for the rows trained on
         (``max_samples`` of them).
-    shift_distance : callable or None, default=None
+    measure_shift_distance : callable or None, default=None
         For series, called only when the rule needs it (default network and
-        perturbation), as ``shift_distance(znormalize)`` with whether the
-        series are z-normalised one by one (``Plan.znormalize``), which the
-        series it measures must be: how far circular shifts move the series
-        from the data (:func:`~sklearn_iic._pairs.shift_distance`, a
+        perturbation), as ``measure_shift_distance(znormalize)`` with whether
+        the series are z-normalised one by one (``Plan.znormalize``), which
+        the series it measures must be: how far circular shifts move the
+        series from the data (:func:`shift_distance` of the series, a
         nearest-neighbour search). Series that shifts
         carry far from every other series are aligned: with the default
         network and perturbation they are then clustered as feature vectors
@@ -212,9 +212,9 @@ def make_plan(params, input_shape, n_samples, shift_distance=None):
         n_clusters = min(_AUTO_MAX_CLUSTERS, n_samples)
         if isinstance(micro, int):
             n_clusters = min(n_clusters, micro)
-    kind = input_kind(input_shape)
+    kind = kind_of_shape(input_shape)
     znormalize = kind == "series" and params["series_scaling"] == "series"
-    if _aligned_series(params, kind, shift_distance, znormalize):
+    if _aligned_series(params, kind, measure_shift_distance, znormalize):
         input_shape, kind = int(np.prod(input_shape)), "table"
     pairs = _AUTO_PAIRS[kind] if params["pairs"] == "auto" else params["pairs"]
     whiten = _whiten(params["whiten"], kind)
@@ -275,12 +275,59 @@ def _max_samples(max_samples, n_samples, n_clusters):
     return min(max_samples, n_samples)
 
 
-def _aligned_series(params, kind, shift_distance, znormalize):
+def _aligned_series(params, kind, measure_shift_distance, znormalize):
+    """Whether series are aligned, so that the default series rule clusters them as rows."""
     return (
         kind == "series" and params["network"] is None
-        and isinstance(params["perturbation"], str) and shift_distance is not None
-        and shift_distance(znormalize) > _ALIGNED_SHIFT_DISTANCE
+        and isinstance(params["perturbation"], str) and measure_shift_distance is not None
+        and measure_shift_distance(znormalize) > _ALIGNED_SHIFT_DISTANCE
     )
+
+
+def shift_distance(X, input_shape):
+    """How far from the data circular shifts move series, relative to neighbour distances.
+
+    Shifts a random subset of the series circularly by 20% to 40% of their
+    length (the larger draws of the default series perturbation) and returns
+    the median distance from a shifted series to its nearest series in the
+    data, over the median distance from a series to its nearest other
+    series (repeated series count once). Near 1 when the data hold shifted
+    versions of their series, so that shifts are an invariance of the data;
+    several times 1 when the series are aligned, so that a shift makes a
+    series unlike any other.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_channels * length)
+        Flattened series.
+    input_shape : tuple of int
+        ``(n_channels, length)``.
+
+    Returns
+    -------
+    ratio : float
+    """
+    rng = np.random.default_rng(0)
+    n_samples, length = X.shape[0], input_shape[1]
+    reference = X
+    if n_samples > _SHIFT_REFERENCE:
+        reference = X[np.sort(rng.choice(n_samples, _SHIFT_REFERENCE, replace=False))]
+    # Distinct series only: in data repeated to oversample them, a series'
+    # nearest other series was its own copy, at distance 0, and every such
+    # data set looked aligned (an infinite ratio).
+    reference = np.unique(reference, axis=0)
+    if len(reference) < 2:
+        return float("inf")
+    search = NearestNeighbors(n_neighbors=2).fit(reference)
+    queries = reference[rng.choice(len(reference), min(len(reference), _SHIFT_QUERIES),
+                                   replace=False)]
+    own = np.median(search.kneighbors(queries)[0][:, 1])
+    shifts = rng.integers(int(0.2 * length), int(0.4 * length) + 1, size=len(queries))
+    shifts *= rng.choice([-1, 1], size=len(queries))
+    series = queries.reshape(len(queries), *input_shape)
+    shifted = np.stack([np.roll(one, k, axis=-1) for one, k in zip(series, shifts)])
+    moved = np.median(search.kneighbors(shifted.reshape(len(queries), -1), 1)[0][:, 0])
+    return float(moved / own) if own > 0 else float("inf")
 
 
 def _perturbation(perturbation, pairs, kind):
@@ -317,7 +364,7 @@ def _n_microclusters(params, n_clusters, merge, n_samples):
     # "auto" merges for feature vectors, and on any data when n_clusters is
     # chosen from the tree. On images a head of n_clusters measured better on
     # balanced digits than merging micro-clusters, worse on long-tailed ones
-    # (see the imbalance benchmark); on mnist1d series no better.
+    # (docs/benchmarks/imbalance_variants.md); on mnist1d series no better.
     if n_micro is None or (n_micro == "auto" and not merge):
         return n_clusters
     if n_micro == "auto":
@@ -381,7 +428,7 @@ def step_work(input_shape, rows, n_outputs):
     work of a step, to choose threads by.
     """
     n_features = int(np.prod(input_shape))
-    if input_kind(input_shape) == "table":
+    if kind_of_shape(input_shape) == "table":
         return rows * (n_features + n_outputs) * 256
     return rows * n_features * 32 * 9
 

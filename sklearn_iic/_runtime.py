@@ -1,4 +1,4 @@
-"""Where and how torch runs in a fit or a prediction: device, threads, layout, floats, randomness.
+"""Where and how torch runs in a fit or a prediction: device, threads, floats, randomness.
 
 The thread policy. Training uses one torch thread per ``WORK_PER_THREAD``
 multiply-adds of a step, at most the caller's limit, and never depends on
@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-# Multiply-adds of a training step that pay for one more thread. On 2 cores,
-# a default fit of digits as 64 features (about 2e7 by the estimate of
-# _plan.step_work) took 6.3 s on 2 threads and 7.4 s on 1 on a quiet machine,
-# and 2 threads were up to 20 times slower when other processes shared the
-# cores (10 epochs: 190 s against 9.3 s).
+# Multiply-adds of a training step that pay for one more thread. A default
+# fit of digits as 64 features (about 2e7 by the estimate of
+# _plan.step_work) gains little from a second thread on a quiet 2-core
+# machine, and a second thread was many times slower when other processes
+# shared the cores (docs/benchmarks/threads.md, and docs/benchmarks.rst,
+# "Threads, layout and the neighbour search").
 WORK_PER_THREAD = 2.5e7
 # Multiply-adds of a prediction batch that pay for one more thread.
 _PREDICT_WORK_PER_THREAD = 1e8
@@ -54,20 +55,6 @@ def resolve_device(device):
             "or 'cuda' devices."
         )
     return device
-
-
-def memory_format(batch):
-    """Layout of the weights of a ConvNet fed ``batch``: channels-last for images on the CPU.
-
-    oneDNN's convolutions run faster on channels-last weights: a training
-    step of the default convnet on 512 MNIST images took 426 ms against 726 ms
-    on one thread (332 against 428 on two), and no slower on digits' 8x8
-    images. Only the layout changes, not what the network computes. GPUs
-    keep torch's default layout: unmeasured there.
-    """
-    if batch.ndim == 4 and batch.device.type == "cpu":
-        return torch.channels_last
-    return torch.preserve_format
 
 
 def available_or_cpu(device):
@@ -149,13 +136,14 @@ def runtime(n_threads, seed=None, device=None):
     """Run torch with ``n_threads`` threads and denormal floats flushed to zero, then restore.
 
     Denormals (floats below 1.2e-38, which tiny probabilities and their
-    gradients reach) are up to 100 times slower on x86 CPUs: a fit with an
-    overclustering head took 43 s instead of 9.8 s. The mode is set for the
-    calling thread, where single-threaded work runs; torch's worker threads
-    keep their own. With ``seed``, torch's
-    global generator is also seeded for the block (see
-    :func:`local_torch_rng`). The caller's thread count, denormal mode and
-    random state are restored afterwards.
+    gradients reach) are far slower on some x86 CPUs: on one machine they
+    slowed a fit with an overclustering head several times
+    (docs/scaling.rst, "Denormals"; docs/benchmarks/threads.md). The mode is
+    set for the calling thread, where single-threaded work runs; torch's
+    worker threads keep their own. With ``seed``, torch's global generator
+    is also seeded for the block (see :func:`local_torch_rng`). The
+    caller's thread count, denormal mode and random state are restored
+    afterwards.
     """
     flushing = _flushing_denormals()
     torch.set_flush_denormal(True)

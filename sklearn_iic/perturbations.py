@@ -317,16 +317,17 @@ class RandomShift(Perturbation):
     samples, with ``s`` uniform in ``[-max_shift, max_shift]``; all channels
     of a series move together. Whole-sample shifts keep every value as it
     is: sub-sample shifts interpolate, which blurs the series, and a network
-    trained to ignore that blur ignores fine detail (on mnist1d, IIC's
-    accuracy went from 0.40 to 0.50, one seed, 10 epochs).
+    trained to ignore that blur ignores fine detail (whole-sample shifts
+    measured better on mnist1d: the benchmarks page, "Series: pairs and
+    perturbations").
 
     With ``mode="edge"`` the values shifted in repeat the first or last
     value, so the part of the series that stays in view keeps its shape and
     no new feature appears: the default, for series that do not wrap
     around. ``mode="circular"`` wraps the end around to the start, which
     keeps every value but joins the two ends with a jump unless the series
-    is periodic; it suits series translated circularly, such as mnist1d's
-    (IIC's accuracy there: 0.30 against 0.16 with edge shifts, one seed).
+    is periodic; it suits series translated circularly, such as mnist1d's,
+    on which it measured better than edge shifts (same section).
 
     Parameters
     ----------
@@ -456,8 +457,8 @@ class TimeWarp(Perturbation):
     changes (dynamic time warping's invariance). All channels of a series
     share the warp. On short series whose detail lies in single samples,
     prefer ``interpolation="nearest"``: on mnist1d (length 40) linear
-    resampling cut IIC's accuracy from 0.50 to 0.31, nearest did not (0.50;
-    one seed, 10 epochs).
+    resampling cut IIC's accuracy, nearest did not (the benchmarks page,
+    "Series: pairs and perturbations").
 
     Parameters
     ----------
@@ -566,9 +567,10 @@ def default_perturbation(*, kind="table"):
             GaussianNoise(0.05),
         ])
     if kind == "series":
-        # Measured on mnist1d (see the series benchmark): whole-sample circular
-        # shifts and nearest-sample warps, which do not blur short series,
-        # beat interpolated ones; the trend stands for mnist1d's shear.
+        # Measured on mnist1d (docs/benchmarks.rst, "Series: pairs and
+        # perturbations"): whole-sample circular shifts and nearest-sample
+        # warps, which do not blur short series, beat interpolated ones; the
+        # trend stands for mnist1d's shear.
         return Compose([
             RandomShift(0.4, mode="circular"),
             TimeWarp(0.2, interpolation="nearest"),

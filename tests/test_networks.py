@@ -3,8 +3,7 @@ import torch
 from torch import nn
 
 from sklearn_iic import MLP, ConvNet
-from sklearn_iic._networks import build_network, default_network
-from sklearn_iic._runtime import memory_format
+from sklearn_iic._networks import build_network, convnet_memory_format, default_network
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 96, 96), (1, 20, 12)])
@@ -54,11 +53,11 @@ def test_image_networks_take_the_channels_last_layout_on_the_cpu():
 
 
 def test_channels_last_only_for_images_on_the_cpu():
-    assert memory_format(torch.empty(2, 3, 8, 8)) is torch.channels_last
+    assert convnet_memory_format(torch.empty(2, 3, 8, 8)) is torch.channels_last
     # Another device (meta stands in for a GPU), series and tables keep torch's layout.
-    assert memory_format(torch.empty(2, 3, 8, 8, device="meta")) is torch.preserve_format
-    assert memory_format(torch.empty(2, 3, 40)) is torch.preserve_format
-    assert memory_format(torch.empty(2, 6)) is torch.preserve_format
+    assert convnet_memory_format(torch.empty(2, 3, 8, 8, device="meta")) is torch.preserve_format
+    assert convnet_memory_format(torch.empty(2, 3, 40)) is torch.preserve_format
+    assert convnet_memory_format(torch.empty(2, 6)) is torch.preserve_format
 
 
 class ViewFlatten(nn.Module):

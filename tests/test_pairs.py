@@ -4,7 +4,7 @@ from sklearn.datasets import make_blobs
 from sklearn.neighbors import NearestNeighbors
 
 import sklearn_iic._pairs as pairs
-from sklearn_iic._pairs import PairSampler, nearest_neighbors, shift_distance
+from sklearn_iic._pairs import PairSampler, nearest_neighbors
 
 
 def gen():
@@ -82,24 +82,3 @@ def test_perturb_x_perturbs_both_sides_with_independent_draws():
                        perturb_x=True)
     x, partner = both(torch.arange(4))
     assert (x >= 1).all() and (partner >= 1).all() and not torch.equal(x, partner)
-
-
-def test_shift_distance_tells_shifted_from_aligned_series():
-    from sklearn_iic.datasets import make_shifted_waveforms
-
-    X, _ = make_shifted_waveforms(300, random_state=0)
-    # The same waveforms, always at the same place: shifting them leaves the data.
-    aligned = np.stack([np.roll(x, -int(np.argmax(x[0]))) for x in X])
-    assert shift_distance(X.reshape(300, -1), (1, 64)) < 1.5  # measured 0.99
-    assert shift_distance(aligned.reshape(300, -1), (1, 64)) > 3  # measured 3.64
-
-
-def test_shift_distance_counts_repeated_series_once():
-    from sklearn_iic.datasets import make_shifted_waveforms
-
-    X, _ = make_shifted_waveforms(300, random_state=0)
-    flat = X.reshape(300, -1)
-    # Oversampled by repetition: each series' nearest other series was its
-    # copy, at distance 0, which made the ratio infinite (aligned).
-    assert shift_distance(np.concatenate([flat, flat]), (1, 64)) == shift_distance(flat, (1, 64))
-    assert shift_distance(np.repeat(flat[:1], 5, axis=0), (1, 64)) == np.inf

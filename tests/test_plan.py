@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from sklearn_iic import IICClustering
-from sklearn_iic._input import input_kind
-from sklearn_iic._plan import joint_passes, make_plan
+from sklearn_iic._input import kind_of_shape
+from sklearn_iic._plan import joint_passes, make_plan, shift_distance
 from sklearn_iic.perturbations import Compose, GaussianNoise, RandomAffine, default_perturbation
 
 
@@ -15,7 +15,7 @@ def plan(n_samples=1000, input_shape=4, shift_distance=None, **params):
 
 def test_auto_settings_for_feature_vectors():
     p = plan(n_clusters=3, random_state=0)
-    assert input_kind(p.input_shape) == "table" and p.whiten
+    assert kind_of_shape(p.input_shape) == "table" and p.whiten
     assert p.pairs == "both" and p.uses_neighbors
     assert p.perturbation == GaussianNoise(0.1)
     # max(50, 5 * n_clusters) micro-clusters in each of 5 sub-heads.
@@ -29,7 +29,7 @@ def test_auto_settings_for_feature_vectors():
 
 def test_auto_settings_for_images():
     p = plan(n_clusters=10, input_shape=(1, 8, 8))
-    assert input_kind(p.input_shape) == "image" and not p.whiten
+    assert kind_of_shape(p.input_shape) == "image" and not p.whiten
     assert p.heads.main_size == 10
     assert isinstance(p.perturbation, Compose)
     assert isinstance(p.perturbation.perturbations[0], RandomAffine)
@@ -37,7 +37,7 @@ def test_auto_settings_for_images():
 
 def test_auto_settings_for_series():
     p = plan(n_clusters=4, input_shape=(2, 100), n_samples=200)
-    assert input_kind(p.input_shape) == "series"
+    assert kind_of_shape(p.input_shape) == "series"
     assert p.standardize and not p.whiten and p.perturb_x
     assert p.heads.main_size == 4
     assert p.perturbation == default_perturbation(kind="series")
@@ -191,3 +191,24 @@ def test_the_shift_test_runs_only_when_the_rule_needs_it():
     params = IICClustering(n_clusters=2, perturbation=GaussianNoise(0.1)).get_params()
     make_plan(params, (1, 24), 100, not_needed)
     make_plan(IICClustering(n_clusters=2).get_params(), 24, 100, not_needed)
+
+
+def test_shift_distance_tells_shifted_from_aligned_series():
+    from sklearn_iic.datasets import make_shifted_waveforms
+
+    X, _ = make_shifted_waveforms(300, random_state=0)
+    # The same waveforms, always at the same place: shifting them leaves the data.
+    aligned = np.stack([np.roll(x, -int(np.argmax(x[0]))) for x in X])
+    assert shift_distance(X.reshape(300, -1), (1, 64)) < 1.5  # measured 0.99
+    assert shift_distance(aligned.reshape(300, -1), (1, 64)) > 3  # measured 3.64
+
+
+def test_shift_distance_counts_repeated_series_once():
+    from sklearn_iic.datasets import make_shifted_waveforms
+
+    X, _ = make_shifted_waveforms(300, random_state=0)
+    flat = X.reshape(300, -1)
+    # Oversampled by repetition: each series' nearest other series was its
+    # copy, at distance 0, which made the ratio infinite (aligned).
+    assert shift_distance(np.concatenate([flat, flat]), (1, 64)) == shift_distance(flat, (1, 64))
+    assert shift_distance(np.repeat(flat[:1], 5, axis=0), (1, 64)) == np.inf

@@ -1,4 +1,4 @@
-"""The metric of feature vectors: an affine map under which neighbours differ isotropically."""
+"""Whitening of feature vectors: an affine map under which neighbours differ isotropically."""
 
 import math
 
@@ -9,10 +9,9 @@ from torch import nn
 
 from ._pairs import nearest_neighbors
 
-# Neighbours whose differences give the local covariance. Measured with
-# n_neighbors=10 pairs (median ARI of 10 seeds): 10 gave iris 0.73, 20 gave
-# 0.89, 30 gave 0.92 (wine 0.91, digits 0.87, moons and circles all found);
-# 50 lost digits (0.78): the neighbourhoods then span several clusters.
+# Neighbours whose differences give the local covariance: fewer blurred
+# iris's stretched clusters, more spanned several clusters on digits
+# (docs/benchmarks.rst, "The whitening's neighbours").
 _NEIGHBORS = 30
 # The local covariance is estimated from the neighbours of at most this many
 # rows, among themselves: its cost is then bounded whatever n_samples.
@@ -20,8 +19,8 @@ _MAX_ROWS = 10_000
 # ... and from at most this many difference values (rows * n_neighbors *
 # n_features: about 2,800 rows of 50 features). The differences are held a few
 # times over (float32, float64, scikit-learn's Ledoit-Wolf), so this bounds
-# the memory of the estimate at about 100 MiB; at 2**24 values it had added
-# 400 MB to fits of 10,000 rows and more.
+# the memory of the estimate at about 100 MiB; more had added hundreds of MB
+# to large fits (docs/benchmarks.rst, "The whitening's neighbours").
 _MAX_DIFFERENCE_VALUES = 2**22
 # Directions in which neighbours never differ (constant features) are scaled
 # as if they varied this much relative to the average direction, rather than
@@ -32,26 +31,13 @@ _MIN_RELATIVE_VARIANCE = 1e-4
 # and _ROWS_PER_EFFECTIVE_DIMENSION per effective dimension of the
 # standardised rows (their participation ratio, about n_features for
 # independent noise features). With fewer, the map whitened the noise of the
-# estimate, neighbours in its coordinates were hardly alike (on
-# make_classification 200 x 400, 4 classes, 10 informative features, 42% of
-# the 10 nearest neighbours share the class before whitening, 28% after, 25%
-# by chance) and the defaults collapsed: median ARI of 3 seeds 0.00 on
-# make_classification 200 x 400, 300 x 1000 and 300 x 300, 0.144 on 1000 x
-# 100 with 90 noise features, 0.182 on flattened ArrowHead (211 x 251), 0.175
-# on it with every third time point (211 x 84), where KMeans reaches 0.160,
-# 0.230, 0.228, 0.974, 0.226 and 0.209 (docs/benchmarks/wide.md). Below
+# estimate, neighbours in its coordinates were hardly alike and the defaults
+# collapsed ("IICClustering, before" in docs/benchmarks/wide.md). Below
 # either bound the map is fitted in, and keeps, only the leading
 # max(_MIN_WHITENED_DIMENSIONS, rows // _ROWS_PER_WHITENED_DIMENSION)
-# principal components of the standardised rows: 0.472, 0.766, 0.507, 0.900,
-# 0.387 and 0.364 on those sets. The bounds: digits with 500 of its rows (7.8
-# rows per feature, 26.8 per effective dimension) and wine (13.7 and 34.9)
-# did better whitened whole (ARI 0.667 and 0.912 against 0.612 and 0.847
-# projected), ArrowHead at 4.1 rows per feature (every fifth time point) and
-# the 1000 x 100 table at 12.3 rows per effective dimension better
-# projected. The components: on 200 to 300 rows 5, 8 and 12 did comparably,
-# 20 lost make_classification 200 x 400 (0.016 against 0.472 with 5); on
-# 1000 rows 8 and 25 did alike and 50 lost 0.04 to 0.07; on BasicMotions' 80
-# rows 2 gave 0.148 and 5 gave 0.264 (5 seeds).
+# principal components of the standardised rows ("IICClustering" there).
+# The bounds and the number of components were chosen on tables on either
+# side of them (docs/benchmarks.rst, "Whitening wide tables").
 _ROWS_PER_FEATURE = 5
 _ROWS_PER_EFFECTIVE_DIMENSION = 20
 _ROWS_PER_WHITENED_DIMENSION = 40

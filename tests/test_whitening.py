@@ -4,9 +4,9 @@ import torch
 from sklearn.covariance import ledoit_wolf
 from sklearn.datasets import make_blobs
 
-import sklearn_iic._metric as metric
-from sklearn_iic._metric import Whitening, local_whitening
+import sklearn_iic._whitening as module
 from sklearn_iic._pairs import nearest_neighbors
+from sklearn_iic._whitening import Whitening, local_whitening
 
 
 def gen():
@@ -84,18 +84,18 @@ def test_constant_features_and_identical_rows_stay_finite():
 
 
 def test_large_or_wide_data_use_a_seeded_subset(monkeypatch):
-    monkeypatch.setattr(metric, "_MAX_ROWS", 100)
+    monkeypatch.setattr(module, "_MAX_ROWS", 100)
     X = torch.tensor(make_blobs(1000, n_features=4, random_state=2)[0], dtype=torch.float32)
     calls = []
-    original = metric.nearest_neighbors
+    original = module.nearest_neighbors
     monkeypatch.setattr(
-        metric, "nearest_neighbors", lambda S, k, g: calls.append(S.shape) or original(S, k, g)
+        module, "nearest_neighbors", lambda S, k, g: calls.append(S.shape) or original(S, k, g)
     )
     first = local_whitening(X, gen(), 5)
     assert calls == [(100, 4)]
     torch.testing.assert_close(first.matrix, local_whitening(X, gen(), 5).matrix)
     # Wide data: at most _MAX_DIFFERENCE_VALUES differences are held.
-    monkeypatch.setattr(metric, "_MAX_DIFFERENCE_VALUES", 5 * 4 * 30)
+    monkeypatch.setattr(module, "_MAX_DIFFERENCE_VALUES", 5 * 4 * 30)
     local_whitening(X, gen(), 5)
     assert calls[-1] == (30, 4)
 
@@ -128,28 +128,28 @@ def low_rank(n, d, rank, seed=0):
 def test_effective_dimension():
     g = torch.Generator().manual_seed(0)
     line = torch.randn(50, 1, generator=g) * torch.tensor([[1.0, 2.0, -3.0]])
-    assert metric.effective_dimension(standardised(line)) == pytest.approx(1.0)
-    assert metric.effective_dimension(torch.zeros(10, 3, dtype=torch.float64)) == 0.0
+    assert module.effective_dimension(standardised(line)) == pytest.approx(1.0)
+    assert module.effective_dimension(torch.zeros(10, 3, dtype=torch.float64)) == 0.0
     for n, d in [(1000, 100), (100, 400)]:
         noise = standardised(torch.randn(n, d, generator=g))
         # Independent features: about d / (1 + d / n) (the spread of sample variances).
-        assert metric.effective_dimension(noise) == pytest.approx(d / (1 + d / n), rel=0.1)
+        assert module.effective_dimension(noise) == pytest.approx(d / (1 + d / n), rel=0.1)
         variances = torch.linalg.svdvals(noise) ** 2
         expected = float(variances.sum() ** 2 / (variances**2).sum())
-        assert metric.effective_dimension(noise) == pytest.approx(expected)
+        assert module.effective_dimension(noise) == pytest.approx(expected)
 
 
 def test_the_rows_that_whiten_every_direction():
     # At least 5 rows per feature...
-    assert metric._too_wide(standardised(low_rank(99, 20, 2)))
-    assert not metric._too_wide(standardised(low_rank(100, 20, 2)))
+    assert module._too_wide(standardised(low_rank(99, 20, 2)))
+    assert not module._too_wide(standardised(low_rank(100, 20, 2)))
     # ... and 20 per effective dimension: 1000 rows of 100 independent noise
     # features are too few (about 91 effective dimensions), of rank 3 not.
     g = torch.Generator().manual_seed(0)
-    assert metric._too_wide(standardised(torch.randn(1000, 100, generator=g)))
-    assert not metric._too_wide(standardised(low_rank(1000, 100, 3)))
+    assert module._too_wide(standardised(torch.randn(1000, 100, generator=g)))
+    assert not module._too_wide(standardised(low_rank(1000, 100, 3)))
     # Five features or fewer are always whitened whole.
-    assert not metric._too_wide(standardised(torch.randn(3, 5, generator=g)))
+    assert not module._too_wide(standardised(torch.randn(3, 5, generator=g)))
 
 
 def test_wide_data_are_whitened_in_their_leading_principal_components():
@@ -176,11 +176,11 @@ def test_wide_data_use_more_rows_once_projected(monkeypatch):
     X = torch.randn(200, 50, generator=gen())
     # A budget of 40 rows of 50 features' differences: 200 rows of 5
     # components fit it.
-    monkeypatch.setattr(metric, "_MAX_DIFFERENCE_VALUES", 30 * 50 * 40)
+    monkeypatch.setattr(module, "_MAX_DIFFERENCE_VALUES", 30 * 50 * 40)
     calls = []
-    original = metric.nearest_neighbors
+    original = module.nearest_neighbors
     monkeypatch.setattr(
-        metric, "nearest_neighbors", lambda S, k, g: calls.append(S.shape) or original(S, k, g)
+        module, "nearest_neighbors", lambda S, k, g: calls.append(S.shape) or original(S, k, g)
     )
     local_whitening(X, gen(), 30)
     assert calls == [(200, 5)]
@@ -188,7 +188,7 @@ def test_wide_data_use_more_rows_once_projected(monkeypatch):
     # 2,364 rows of 59 components fit (2,364 * 30 * 59 <= 2**22).
     monkeypatch.undo()
     monkeypatch.setattr(
-        metric, "nearest_neighbors", lambda S, k, g: calls.append(S.shape) or original(S, k, g)
+        module, "nearest_neighbors", lambda S, k, g: calls.append(S.shape) or original(S, k, g)
     )
     local_whitening(torch.randn(3000, 200, generator=gen()), gen(), 30)
     assert calls[-1] == (2364, 59)
