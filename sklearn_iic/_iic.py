@@ -221,10 +221,11 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
 
     n_microclusters : int, "auto" or None, default="auto"
         Clusters of the network's main head, merged into ``n_clusters``
-        after training by average linkage on the pairs: at each step the two
-        groups of the largest lift ``P(G, H) / (P(G) P(H))`` of the joint
-        distribution of paired samples, which does not favour groups of equal
-        size (see the user guide's section on cluster sizes). ``"auto"``
+        after training, two groups at a time: those that pairs join most
+        often relative to how often each pairs within itself (the largest
+        cosine ``P(G, H) / sqrt(P(G, G) P(H, H))`` of the joint distribution
+        of paired samples), which favours neither equal nor small groups
+        (see the user guide's section on cluster sizes). ``"auto"``
         is ``max(50, 5 * n_clusters)`` (at most ``n_samples``) for feature
         vectors and ``None`` for images and series; ``None`` (or
         ``n_clusters``) trains a head of ``n_clusters`` directly, as in the
@@ -394,11 +395,13 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         up to a single group; ``labels_`` cut it into ``n_clusters_``.
 
     distances_ : ndarray of shape (`n_microclusters_` - 1,)
-        Criterion of each merge of ``children_``: minus the logarithm of
-        the lift ``P(G, H) / (P(G) P(H))`` of the joint distribution of
-        paired samples between the two groups (minus their pointwise
-        mutual information), non-decreasing; ``-log(eps)`` (about 36) for
-        groups that were never paired.
+        Height of each merge of ``children_``: how rarely pairs join the two
+        groups relative to chance, minus the logarithm of the lift
+        ``P(G, H) / (P(G) P(H))`` of the joint distribution of paired
+        samples (minus their pointwise mutual information), raised where
+        needed to the height of the merges below it, so non-decreasing;
+        ``-log(eps)`` (about 36) for groups that were never paired.
+        ``n_clusters="auto"`` reads the number of clusters from it.
 
     loss_curve_ : list of float
         Mean main-head loss of each epoch.
