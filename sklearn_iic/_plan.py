@@ -12,9 +12,10 @@ import dataclasses
 import numpy as np
 import torch
 
+from ._heads import Heads
 from ._input import input_kind
 from ._runtime import resolve_device, seed_from, training_threads
-from ._training import Heads, batches_per_epoch
+from ._training import batches_per_epoch
 from .perturbations import Compose, default_perturbation
 
 # n_clusters="auto": the number of clusters is chosen from the merge tree,
