@@ -182,6 +182,9 @@ class TrainingLoop:
         The epoch being run, from 0.
     optimizer_ : torch.optim.Optimizer
         The optimiser, once :meth:`fit` has made it.
+    forward : torch.nn.Module
+        The module the steps run during :meth:`fit`: the network, or its
+        compiled view, or (data-parallel) its converted BatchNorm root.
     """
 
     def __init__(self, network, sampler, heads, *, batch_size, n_epochs, lamb, generator,
