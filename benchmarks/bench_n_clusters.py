@@ -37,8 +37,8 @@ from _common import device_description, markdown_table, write_report
 from sklearn.cluster import HDBSCAN, KMeans
 from sklearn.datasets import make_blobs, make_circles, make_classification, make_moons
 from sklearn.metrics import adjusted_rand_score, silhouette_score
-from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_iic import IICClustering

@@ -8,7 +8,8 @@ Usage:
         [--quick] [--out PATH]
 
 Prints Markdown tables and writes them to docs/benchmarks/speed.md (or --out),
-using only the public API of sklearn_iic. Five measurements:
+using the public API of sklearn_iic (and, to time training steps, a callback
+of its training loop, through its documented override point). Five measurements:
 
 * throughput: ``IICClustering(n_clusters=10, n_epochs=E)`` with
   ``pairs="perturbation"`` and with the default pairs, KMeans and
@@ -20,8 +21,9 @@ using only the public API of sklearn_iic. Five measurements:
   rows (``_measure.PeakMemory``), killed after ``--timeout`` s. Each IIC
   fit then runs again under torch.profiler, timed by the regions the
   estimator labels (``sklearn_iic.fit.*``): where fit time goes.
-* overhead: one training step of the estimator (fits of k1 and k2 epochs of
-  one batch each: the difference / (k2 - k1)) against a bare torch step of a
+* overhead: one training step of the estimator (a fit of k2 epochs of one
+  batch each, timed by a callback of its training loop: the mean epoch after
+  the first k1) against a bare torch step of a
   copy of its fitted network, on the torch threads it trained with.
 * compile: fit time per epoch and setup with ``compile=False`` and ``True``,
   and the torch operators that take the most CPU time in a default fit.
@@ -42,6 +44,7 @@ from _common import device_description, evaluate, fmt, markdown_table, summarise
 from _measure import (
     OPERATOR_COLUMNS,
     PHASE_COLUMNS,
+    TimedIICClustering,
     bare_step_seconds,
     failure,
     has_psutil,
@@ -154,8 +157,8 @@ def _overhead(k1, k2, bare_steps, repeats):
         return MLP(n_features, n_outputs)
 
     estimator_s, model = step_seconds(
-        lambda epochs: IICClustering(N_CLUSTERS, network=network, pairs="perturbation",
-                                     n_epochs=epochs, random_state=0),
+        lambda epochs: TimedIICClustering(N_CLUSTERS, network=network, pairs="perturbation",
+                                          n_epochs=epochs, random_state=0),
         X, k1, k2, repeats)
     # The process ends with the measurement: the setting need not be restored.
     torch.set_num_threads(threads[-1])
@@ -352,9 +355,10 @@ def main():
         k1, k2 = args.overhead_epochs
         rows = overhead_rows(k1, k2, args.bare_steps, args.repeats, args.timeout)
         sections.append(
-            f"**Framework overhead per training step.** Estimator: (fit at {k2} epochs - "
-            f"fit at {k1}) / {k2 - k1} on {DEFAULTS['batch_size']} rows (one batch per epoch, "
-            f"pairs='perturbation'); bare torch: forward, iic_loss on each of the "
+            f"**Framework overhead per training step.** Estimator: the mean epoch of a fit "
+            f"of {k2} epochs after the first {k1}, timed by a callback of its training loop, "
+            f"on {DEFAULTS['batch_size']} rows (one batch per epoch, so one step with its pair "
+            f"draw, pairs='perturbation'); bare torch: forward, iic_loss on each of the "
             f"{DEFAULTS['n_subheads']} sub-heads, backward and Adam on a fixed pair batch, with "
             "a copy of the fitted network (whitening included). Both on the torch threads the "
             "estimator trained with (read by its network factory, which fit calls). "

@@ -38,9 +38,9 @@ print(f"ARI: {adjusted_rand_score(y, iic.labels_):.3f}")
 # number of micro-clusters below each node is added. The distance of a merge
 # is minus the logarithm of the lift of the two groups: how much more (below
 # zero) or less (above zero) often pairs join them than chance would, kept
-# non-decreasing up the tree. The last merges join groups that pairs never join; their distance is capped at
-# ``-log(eps)``, about 36. SciPy draws only non-negative heights, so the tree
-# is drawn from its lowest merge up.
+# non-decreasing up the tree. The last merges join groups that pairs never
+# join; their distance is capped at ``-log(eps)``, about 36. SciPy draws
+# only non-negative heights, so the tree is drawn from its lowest merge up.
 n_leaves = iic.n_microclusters_
 counts = np.ones(2 * n_leaves - 1)
 for step, (a, b) in enumerate(iic.children_):

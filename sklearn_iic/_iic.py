@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+import dataclasses
 import time
 import warnings
 from collections import OrderedDict
@@ -41,7 +42,7 @@ from ._networks import build_network
 from ._pairs import PairSampler, nearest_neighbors, neighbors_among, random_rows
 from ._plan import make_plan, shift_distance, step_work
 from ._runtime import available_or_cpu, inference_threads, runtime, thread_limit
-from ._training import train
+from ._training import Convergence, ProgressReport, TrainingLoop
 from ._whitening import local_whitening
 
 # Rows on which the network and the perturbation are tried before training:
@@ -568,106 +569,110 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         """
         start = time.perf_counter()
         with _unchanged_on_failure(self), data_parallel(self.distributed) as group:
-            with _phase("fit.validate"):
-                kind, declared_shape = requested_kind(
-                    self.input_kind, self.image_shape, self.series_shape
-                )
-                X, array_shape = validate_input(self, X, reset=True, kind=kind)
-                input_shape = resolve_input_shape(kind, declared_shape, array_shape, X.shape[1])
-            with _phase("fit.plan"):
-                plan = make_plan(
-                    self.get_params(deep=False), input_shape, X.shape[0],
-                    lambda znormalize: shift_distance(
-                        znormalise_series(X, input_shape) if znormalize else X, input_shape
-                    ),
-                )
-            if group is not None:
-                plan = group.agree_on_plan(plan, X)
-            if plan.znormalize:  # a copy: X is the caller's
-                X = znormalise_series(X, input_shape)
-            # Whitened features, and series, are standardised first, in float64:
-            # the network, the pairs and the perturbation then see the same
-            # numbers whatever the units of the data.
-            scaling = feature_scaling(X, plan.input_shape) if plan.standardize else None
+            X, input_shape = self._validated_training_input(X)
+            plan = group.agree_on_plan(self._make_plan(X, input_shape), X)
+            X, scaling = _scaled(X, input_shape, plan)
             with runtime(plan.n_threads, seed=plan.seed, device=plan.device):
                 X_tensor = as_tensor(X, plan.input_shape, plan.device, scaling)
-                with _phase("fit.network"):
-                    probe = X_tensor[:_PROBE_ROWS]
-                    network = build_network(
-                        self.network, plan.input_shape, plan.heads.n_outputs, probe
-                    )
-                    if plan.perturbation is not None:
-                        check_perturbation(plan.perturbation, probe)
                 generator = torch.Generator(device=plan.device).manual_seed(plan.seed)
-                X_train = X_tensor
-                if plan.n_train_samples < X.shape[0]:
-                    X_train = X_tensor[random_rows(X.shape[0], plan.n_train_samples, generator)]
-                whitening = None
-                if plan.whiten:
-                    with _phase("fit.whitening"):
-                        whitening = local_whitening(X_train, generator)
-                    network = nn.Sequential(OrderedDict(whitening=whitening, network=network))
-                neighbors = None
-                if plan.uses_neighbors:
-                    with _phase("fit.neighbors"):
-                        neighbors = nearest_neighbors(
-                            X_train, plan.n_neighbors, generator, whitening
-                        )
-                sampler = PairSampler(
-                    X_train, perturbation=plan.perturbation, neighbors=neighbors,
-                    n_repeats=plan.n_repeats, generator=generator, perturb_x=plan.perturb_x,
-                )
-                if group is not None:
-                    group.checkpoint(network=network.state_dict(), neighbors=neighbors)
+                network, sampler = self._network_and_pairs(X_tensor, plan, generator)
+                group.checkpoint(network=network.state_dict(), neighbors=sampler.neighbors)
                 with _phase("fit.train"):
-                    loss_curve, converged = train(
-                        network, sampler, plan.heads,
-                        batch_size=plan.batch_size, n_epochs=plan.n_epochs,
-                        learning_rate=plan.learning_rate, lamb=plan.lamb, generator=generator,
-                        tol=plan.tol, n_iter_no_change=plan.n_iter_no_change,
-                        verbose=plan.verbose, compile=plan.compile, group=group,
-                    )
-                with _phase("fit.joints"):
-                    joints = pair_joints(
-                        network, sampler, plan.heads, plan.eval_batch_size, plan.joint_passes
-                    )
-                with _phase("fit.merge"):
-                    (children, distances), head_losses, best_head, n_clusters = choose_head(
-                        joints, plan.n_clusters, plan.choose_n_clusters
-                    )
-                    groups = cut_tree(children, n_clusters)
-                with _phase("fit.label"):
-                    merge = merge_matrix(groups, n_clusters, plan.device)
-                    batches = X_tensor.split(prediction_batch_size(plan.n_features))
-                    proba = merged_probabilities(network, batches, plan.heads, best_head, merge)
-                    labels = proba.argmax(dim=1).numpy()
-                pool = _draw_score_pool(X_train, plan) if plan.uses_neighbors else None
-            rank = rank_by_size(labels, n_clusters)
+                    training = self._training_loop(network, sampler, plan, generator, group)
+                    training.fit()
+                merged = _merge(network, sampler, plan)
+                labels = _label(network, X_tensor, plan, merged)
+                pool = _draw_score_pool(sampler.X, plan) if plan.uses_neighbors else None
+            rank = rank_by_size(labels, merged.n_clusters)
             # Inside the transaction: warnings turned into errors fail the fit whole.
-            automatic_epochs = self.n_epochs == "auto"
-            _warn_if_unfinished(plan, converged, rank[labels], n_clusters, automatic_epochs)
-            if group is not None:
-                group.finish(network=network.state_dict(), labels=labels, groups=groups)
+            _warn_if_unfinished(plan, training.converged, rank[labels], merged.n_clusters,
+                                automatic_epochs=self.n_epochs == "auto")
+            group.finish(network=network.state_dict(), labels=labels, groups=merged.groups)
             self._plan = plan
             self.feature_mean_, self.feature_scale_ = scaling or (None, None)
             self._score_pool = pool
             self.input_shape_ = input_shape
             self.network_ = network.cpu().eval()
-            self.loss_curve_ = loss_curve
-            self.n_iter_ = len(loss_curve)
-            self.converged_ = converged
-            self.head_losses_ = head_losses
-            self.best_head_ = best_head
+            self.loss_curve_ = training.loss_curve
+            self.n_iter_ = len(training.loss_curve)
+            self.converged_ = training.converged
+            self.head_losses_ = merged.head_losses
+            self.best_head_ = merged.best_head
             self.n_microclusters_ = plan.heads.main_size
             self.max_samples_ = plan.n_train_samples
-            self.n_clusters_ = n_clusters
-            self.children_ = children
-            self.distances_ = distances
-            self.merge_map_ = rank[groups]
+            self.n_clusters_ = merged.n_clusters
+            self.children_ = merged.children
+            self.distances_ = merged.distances
+            self.merge_map_ = rank[merged.groups]
             self.labels_ = rank[labels]
-            if plan.verbose and (group is None or group.rank == 0):
+            if plan.verbose and group.rank == 0:
                 print(_summary(self, start), flush=True)
         return self
+
+    def _validated_training_input(self, X):
+        """``X`` validated for ``fit``, and the shape of one of its samples."""
+        with _phase("fit.validate"):
+            kind, declared_shape = requested_kind(
+                self.input_kind, self.image_shape, self.series_shape
+            )
+            X, array_shape = validate_input(self, X, reset=True, kind=kind)
+            return X, resolve_input_shape(kind, declared_shape, array_shape, X.shape[1])
+
+    def _make_plan(self, X, input_shape):
+        """The plan of a fit on ``X``: every parameter checked and every "auto" resolved."""
+        with _phase("fit.plan"):
+            return make_plan(
+                self.get_params(deep=False), input_shape, X.shape[0],
+                lambda znormalize: shift_distance(
+                    znormalise_series(X, input_shape) if znormalize else X, input_shape
+                ),
+            )
+
+    def _network_and_pairs(self, X, plan, generator):
+        """The network to train, and the sampler of the pairs it trains on.
+
+        The network and the perturbation are tried on a few rows first. Then
+        ``generator`` draws the rows trained on (``max_samples``), the
+        whitening, which then feeds the network, and the neighbours.
+        """
+        with _phase("fit.network"):
+            probe = X[:_PROBE_ROWS]
+            network = build_network(self.network, plan.input_shape, plan.heads.n_outputs, probe)
+            if plan.perturbation is not None:
+                check_perturbation(plan.perturbation, probe)
+        if plan.n_train_samples < X.shape[0]:
+            X = X[random_rows(X.shape[0], plan.n_train_samples, generator)]
+        whitening = neighbors = None
+        if plan.whiten:
+            with _phase("fit.whitening"):
+                whitening = local_whitening(X, generator)
+            network = nn.Sequential(OrderedDict(whitening=whitening, network=network))
+        if plan.uses_neighbors:
+            with _phase("fit.neighbors"):
+                neighbors = nearest_neighbors(X, plan.n_neighbors, generator, whitening)
+        sampler = PairSampler(
+            X, perturbation=plan.perturbation, neighbors=neighbors, n_repeats=plan.n_repeats,
+            generator=generator, perturb_x=plan.perturb_x,
+        )
+        return network, sampler
+
+    def _training_loop(self, network, sampler, plan, generator, group):
+        """The loop that ``fit`` trains the network with: the override point of training.
+
+        A subclass overrides this method to train with another
+        :class:`~sklearn_iic._training.TrainingLoop` (a subclass with other
+        steps, another optimiser) or with more callbacks, as the user guide's
+        section on observing and extending training shows. The loop's
+        ``loss_curve`` and ``converged`` become ``loss_curve_`` and
+        ``converged_``.
+        """
+        callbacks = [ProgressReport()] if plan.verbose else []
+        callbacks.append(Convergence(plan.tol, plan.n_iter_no_change))
+        return TrainingLoop(
+            network, sampler, plan.heads, batch_size=plan.batch_size, n_epochs=plan.n_epochs,
+            lamb=plan.lamb, generator=generator, learning_rate=plan.learning_rate,
+            compile=plan.compile, callbacks=callbacks, group=group,
+        )
 
     def predict_proba(self, X):
         """Soft cluster assignments of X.
@@ -871,6 +876,52 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _scaled(X, input_shape, plan):
+    """``X`` as the network sees it (before whitening), and its standardisation or None.
+
+    Series are z-normalised one by one when planned (a copy: ``X`` is the
+    caller's). Whitened features, and series, are standardised first, in
+    float64: the network, the pairs and the perturbation then see the same
+    numbers whatever the units of the data.
+    """
+    if plan.znormalize:
+        X = znormalise_series(X, input_shape)
+    return X, feature_scaling(X, plan.input_shape) if plan.standardize else None
+
+
+@dataclasses.dataclass
+class _Merged:
+    """The merge of a fit: the chosen sub-head, its merge tree and its micro-clusters' groups."""
+
+    children: np.ndarray
+    distances: np.ndarray
+    head_losses: np.ndarray
+    best_head: int
+    n_clusters: int
+    groups: np.ndarray
+
+
+def _merge(network, sampler, plan):
+    """Merge every main sub-head's micro-clusters by the joints of their pairs; choose one."""
+    with _phase("fit.joints"):
+        joints = pair_joints(network, sampler, plan.heads, plan.eval_batch_size, plan.joint_passes)
+    with _phase("fit.merge"):
+        (children, distances), head_losses, best_head, n_clusters = choose_head(
+            joints, plan.n_clusters, plan.choose_n_clusters
+        )
+        groups = cut_tree(children, n_clusters)
+    return _Merged(children, distances, head_losses, best_head, n_clusters, groups)
+
+
+def _label(network, X, plan, merged):
+    """The cluster of every row of ``X``: the argmax of the chosen sub-head's merged clusters."""
+    with _phase("fit.label"):
+        merge = merge_matrix(merged.groups, merged.n_clusters, plan.device)
+        batches = X.split(prediction_batch_size(plan.n_features))
+        proba = merged_probabilities(network, batches, plan.heads, merged.best_head, merge)
+        return proba.argmax(dim=1).numpy()
 
 
 def _warn_if_unfinished(plan, converged, labels, n_clusters, automatic_epochs):

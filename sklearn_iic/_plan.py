@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from sklearn.neighbors import NearestNeighbors
 
+from ._heads import Heads
 from ._input import kind_of_shape
 from ._runtime import resolve_device, seed_from, training_threads
-from ._training import Heads, batches_per_epoch
+from ._training import batches_per_epoch
 from .perturbations import Compose, default_perturbation
 
 # n_clusters="auto": the number of clusters is chosen from the merge tree,

@@ -1,11 +1,44 @@
-"""Cluster heads and the training loop: minimise the IIC loss of every head.
+"""The training loop: minimise the IIC loss of every head, in steps to override, seen by callbacks.
 
-The loop knows nothing of the estimator: it trains any network whose output
-logits are laid out as :class:`Heads` says, on pairs drawn by a
-:class:`~sklearn_iic._pairs.PairSampler`.
+:class:`TrainingLoop` knows nothing of the estimator: it trains any network
+whose output logits are laid out as :class:`~sklearn_iic._heads.Heads` says,
+on pairs drawn by a :class:`~sklearn_iic._pairs.PairSampler`. Its steps are
+methods that a subclass overrides (``make_optimizer``, ``draw``,
+``compute_loss``, ``train_step``, ``run_epoch``, ``fit_loop``), and callbacks
+observe it; the progress report of ``verbose``, the convergence test of
+``tol`` and the statistics of the report are callbacks themselves.
+
+Callbacks
+---------
+A callback is an object with any of the methods below (:class:`Callback`
+has them all, doing nothing). The loop calls them on each callback, in the
+order of ``loop.callbacks``, with the loop as first argument:
+
+``on_train_begin(loop)``
+    Once, before the first epoch (the network is in training mode).
+``on_epoch_begin(loop, epoch)``
+    ``epoch`` counts from 0.
+``on_batch_begin(loop)``
+    Before each step's forward pass.
+``on_batch_end(loop, step)``
+    After each optimiser step; ``step`` is the batch's :class:`Step`.
+``on_epoch_end(loop, epoch, loss)``
+    ``loss``: the epoch's mean main-head loss, already in
+    ``loop.loss_curve``. A callback ends training after this epoch by setting
+    ``loop.stop_training`` (and ``loop.converged``, when that is why).
+``on_train_end(loop)``
+    Once, after the last epoch.
+``on_exception(loop, exception)``
+    Instead of ``on_train_end`` when training raises, before the exception
+    propagates.
+
+Data-parallel training runs the same loop, with a
+:class:`~sklearn_iic._distributed.DataParallel` group instead of the
+:class:`LocalGroup` of one process: callbacks then run on every rank.
 """
 
 import contextlib
+import dataclasses
 import math
 import sys
 import time
@@ -13,43 +46,6 @@ import time
 import torch
 
 from ._loss import loss_from_joint, normalize_joint
-
-
-class Heads:
-    """Layout of the cluster heads in the network's output logits.
-
-    The logits hold ``n_subheads`` main heads of ``n_clusters`` columns (the
-    micro-clusters when they are merged afterwards), then
-    ``n_subheads`` overclustering heads of ``n_overclusters`` columns (none
-    when ``n_overclusters`` is 0).
-    """
-
-    def __init__(self, n_clusters, n_overclusters, n_subheads):
-        self.sizes = [n_clusters] * n_subheads + [n_overclusters] * n_subheads * bool(
-            n_overclusters
-        )
-        self.n_subheads = n_subheads
-
-    def __repr__(self):
-        return f"Heads(sizes={self.sizes})"
-
-    @property
-    def main_size(self):
-        """Clusters of each main sub-head (the micro-clusters, when they are merged)."""
-        return self.sizes[0]
-
-    @property
-    def n_outputs(self):
-        return sum(self.sizes)
-
-    def probabilities(self, logits):
-        """Softmax of each head: main heads first, then overclustering heads."""
-        return [chunk.softmax(dim=1) for chunk in logits.split(self.sizes, dim=1)]
-
-    def main(self, logits, head):
-        """Logits of main sub-head ``head``."""
-        size = self.main_size
-        return logits[:, head * size : (head + 1) * size]
 
 
 def batches_per_epoch(n_samples, batch_size):
@@ -74,6 +70,332 @@ def pair_logits(network, x, partner):
     return logits.chunk(2)
 
 
+class LocalGroup:
+    """The ranks of a fit in this process alone: one rank, nothing to share or wait for.
+
+    The interface through which ``fit`` and :class:`TrainingLoop` meet the
+    ranks of a fit; here every method is the identity or does nothing.
+    :class:`~sklearn_iic._distributed.DataParallel` implements it on
+    torch.distributed, so that neither ``fit`` nor the loop has a branch of
+    its own for data-parallel training.
+    """
+
+    rank = 0
+    world_size = 1
+
+    def agree_on_plan(self, plan, X):
+        """The plan every rank fits ``X`` with: ``plan`` itself."""
+        return plan
+
+    def checkpoint(self, value=0, hint="", **items):
+        """Wait for the other ranks and compare ``items`` with theirs: returns ``value``."""
+        return value
+
+    def finish(self, **items):
+        """The last checkpoint of a fit."""
+
+    def training(self, network, generator):
+        """Context of training ``network``: yields the module to run, ``network`` itself."""
+        return contextlib.nullcontext(network)
+
+    def steps(self):
+        """Context of an epoch's training steps."""
+        return contextlib.nullcontext()
+
+    def deferring_errors(self):
+        """Context of local code between the collectives of the steps: errors raise at once."""
+        return contextlib.nullcontext()
+
+    def share(self, x, partner):
+        """This rank's share of a batch of pairs: all of it."""
+        return x, partner
+
+    def sum_joints(self, totals):
+        """Every head's ``p.T @ p'`` summed over ranks: ``totals``."""
+        return totals
+
+    def average_gradients(self, parameters):
+        """Average the gradients over ranks: nothing to do."""
+
+    def sum(self, tensors):
+        """Sums over ranks of ``tensors``: the tensors."""
+        return list(tensors)
+
+
+@dataclasses.dataclass
+class Step:
+    """The outcome of a training step's forward pass (:meth:`TrainingLoop.compute_loss`).
+
+    ``probs`` and ``partner_probs`` hold the softmax of every head (main
+    heads first) for the batch and for its pairs; ``losses`` the IIC loss of
+    every head; ``main_loss`` their mean over the main heads; ``loss``, the
+    quantity minimised, adds the mean over the overclustering heads.
+    """
+
+    probs: list
+    partner_probs: list
+    losses: list
+    main_loss: torch.Tensor
+    loss: torch.Tensor
+
+
+class TrainingLoop:
+    """Train ``network`` in place by minimising the IIC loss of every head.
+
+    Each step averages the loss over the main sub-heads and adds the average
+    over the overclustering sub-heads. Training stops after ``n_epochs``, or
+    earlier once a callback sets ``stop_training`` (:class:`Convergence`).
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        Maps a batch to logits laid out as ``heads`` says.
+    sampler : PairSampler
+        Draws the pairs of a batch of sample indices.
+    heads : Heads
+    batch_size, n_epochs : int
+    lamb : float
+        Weight of the marginal entropies in the IIC loss.
+    generator : torch.Generator
+        Draws the order of the batches (the sampler draws the pairs).
+    learning_rate : float, default=1e-3
+    optimizer : callable, default=torch.optim.Adam
+        Called as ``optimizer(parameters, lr=learning_rate)`` by
+        :meth:`make_optimizer`.
+    compile : bool or dict, default=False
+        Run the steps through :func:`torch.compile` of the network (a dict
+        holds its keyword arguments), which shares its parameters.
+    callbacks : list, default=()
+        Callbacks (see the module's docstring), called in this order.
+    group : LocalGroup or DataParallel or None, default=None
+        The ranks that train together; None: this process alone.
+
+    Attributes
+    ----------
+    loss_curve : list of float
+        Mean main-head loss of each epoch run.
+    converged : bool
+        Whether training stopped because the loss stopped improving.
+    stop_training : bool
+        Set by a callback to end training after the current epoch.
+    epoch : int
+        The epoch being run, from 0.
+    optimizer_ : torch.optim.Optimizer
+        The optimiser, once :meth:`fit` has made it.
+    forward : torch.nn.Module
+        The module the steps run during :meth:`fit`: the network, or its
+        compiled view, or (data-parallel) its converted BatchNorm root.
+    """
+
+    def __init__(self, network, sampler, heads, *, batch_size, n_epochs, lamb, generator,
+                 learning_rate=1e-3, optimizer=torch.optim.Adam, compile=False, callbacks=(),
+                 group=None):
+        self.network = network
+        self.sampler = sampler
+        self.heads = heads
+        self.batch_size = batch_size
+        self.n_epochs = n_epochs
+        self.lamb = lamb
+        self.generator = generator
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.compile = compile
+        self.callbacks = list(callbacks)
+        self.group = LocalGroup() if group is None else group
+
+    def fit(self):
+        """Train the network, then leave it in eval mode; returns the loop."""
+        self.optimizer_ = self.make_optimizer()
+        self.loss_curve, self.converged, self.stop_training = [], False, False
+        self.network.train()
+        try:
+            with self.group.training(self.network, self.generator) as network:
+                self.forward = self.compiled(network)
+                self.notify("on_train_begin")
+                self.fit_loop()
+                self.notify("on_train_end")
+        except BaseException as exc:
+            self.notify("on_exception", exc)
+            raise
+        self.network.eval()
+        return self
+
+    def make_optimizer(self):
+        return self.optimizer(self.network.parameters(), lr=self.learning_rate)
+
+    def compiled(self, network):
+        """The module that the steps run: ``network``, or a compiled view of it."""
+        if not self.compile:
+            return network
+        return torch.compile(network, **(self.compile if isinstance(self.compile, dict) else {}))
+
+    def fit_loop(self):
+        """Run epochs until ``n_epochs``, or until a callback sets ``stop_training``."""
+        for epoch in range(self.n_epochs):
+            self.epoch = epoch
+            self.notify("on_epoch_begin", epoch)
+            loss = self.run_epoch()
+            self.loss_curve.append(loss)
+            self.notify("on_epoch_end", epoch, loss)
+            if self.stop_training:
+                break
+
+    def run_epoch(self):
+        """A step per batch of a fresh order of the samples; returns the mean main-head loss.
+
+        Each step draws the pairs of the step after it (:meth:`train_step`).
+        """
+        batches = _epoch_batches(self.sampler.n_samples, self.batch_size, self.generator)
+        pairs = self.draw(batches[0])
+        total = 0.0
+        with self.group.steps():
+            for following in [*batches[1:], None]:
+                main_loss, pairs = self.train_step(*pairs, following)
+                total = total + main_loss
+        return float(total) / len(batches)
+
+    def draw(self, indices):
+        """The pairs ``(x, partner)`` of the samples ``indices``."""
+        return self.sampler(indices)
+
+    def train_step(self, x, partner, following=None):
+        """One optimiser step on a batch of pairs; draws the pairs of the ``following`` indices.
+
+        The following pairs are drawn between the backward pass and the
+        averaging of the gradients, so that, trained data-parallel, a rank
+        whose draw fails tells the others with that average, which every
+        step makes anyway (``group.deferring_errors``).
+
+        Returns
+        -------
+        main_loss : torch.Tensor
+            The step's main-head loss, detached.
+        pairs : tuple of torch.Tensor or None
+            The pairs of ``following``; None without it.
+        """
+        with self.group.deferring_errors():
+            self.notify("on_batch_begin")
+        step = self.compute_loss(*self.group.share(x, partner))
+        self.optimizer_.zero_grad(set_to_none=True)
+        step.loss.backward()
+        pairs = None
+        with self.group.deferring_errors():
+            if following is not None:
+                pairs = self.draw(following)
+        self.group.average_gradients(self.network.parameters())
+        self.optimizer_.step()
+        with self.group.deferring_errors():
+            self.notify("on_batch_end", step)
+        return step.main_loss.detach(), pairs
+
+    def compute_loss(self, x, partner):
+        """Forward pass of a batch of pairs and the IIC loss of every head: a :class:`Step`.
+
+        Each head's ``p.T @ p'`` is summed over ranks (``group.sum_joints``)
+        before its loss. Raises FloatingPointError when the loss is not
+        finite, before the weights take a non-finite update.
+        """
+        logits, partner_logits = pair_logits(self.forward, x, partner)
+        probs = self.heads.probabilities(logits)
+        partner_probs = self.heads.probabilities(partner_logits)
+        totals = self.group.sum_joints([p.T @ q for p, q in zip(probs, partner_probs)])
+        losses = [loss_from_joint(normalize_joint(t), self.lamb) for t in totals]
+        n_main = self.heads.n_subheads
+        main_loss = torch.stack(losses[:n_main]).mean()
+        loss = main_loss
+        if len(losses) > n_main:
+            loss = loss + torch.stack(losses[n_main:]).mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"The IIC loss became non-finite at epoch {self.epoch + 1}. Try a lower "
+                "learning_rate, a weaker perturbation, or standardising the input."
+            )
+        return Step(probs, partner_probs, losses, main_loss, loss)
+
+    def notify(self, hook, *args):
+        """Call method ``hook`` of every callback that has one, with the loop and ``args``."""
+        for callback in self.callbacks:
+            method = getattr(callback, hook, None)
+            if method is not None:
+                method(self, *args)
+
+
+class Callback:
+    """A training callback whose hooks do nothing: subclass it and override those you need.
+
+    The hooks and their order are described in the docstring of
+    :mod:`sklearn_iic._training`.
+    """
+
+    def on_train_begin(self, loop):
+        pass
+
+    def on_epoch_begin(self, loop, epoch):
+        pass
+
+    def on_batch_begin(self, loop):
+        pass
+
+    def on_batch_end(self, loop, step):
+        pass
+
+    def on_epoch_end(self, loop, epoch, loss):
+        pass
+
+    def on_train_end(self, loop):
+        pass
+
+    def on_exception(self, loop, exception):
+        pass
+
+
+class Convergence(Callback):
+    """Stop once the epoch loss has not improved on its best by ``tol`` for ``patience`` epochs.
+
+    As scikit-learn's MLP and SGD estimators do with ``tol`` and
+    ``n_iter_no_change``; ``tol=None`` never stops early.
+    """
+
+    def __init__(self, tol, patience):
+        self.tol, self.patience = tol, patience
+        self.best, self.stale = math.inf, 0
+
+    def converged(self, loss):
+        if self.tol is None:
+            return False
+        self.stale = self.stale + 1 if loss > self.best - self.tol else 0
+        self.best = min(self.best, loss)
+        return self.stale >= self.patience
+
+    def on_epoch_end(self, loop, epoch, loss):
+        if self.converged(loss):
+            loop.converged = loop.stop_training = True
+
+
+class EpochStatistics(Callback):
+    """The first main sub-head's pairs over each epoch: mutual information and cluster sizes.
+
+    After each epoch, ``information`` holds the mutual information
+    ``I(z; z')`` of the epoch's pairs in nats, and ``counts`` the samples of
+    each cluster (by their most likely one), largest first; trained
+    data-parallel, of the pairs of every rank.
+    """
+
+    def on_epoch_begin(self, loop, epoch):
+        self.joint = 0.0
+        self.sizes = 0
+
+    def on_batch_end(self, loop, step):
+        p, q = step.probs[0].detach(), step.partner_probs[0].detach()
+        self.joint = self.joint + p.T @ q
+        self.sizes = self.sizes + torch.bincount(p.argmax(dim=1), minlength=loop.heads.main_size)
+
+    def on_epoch_end(self, loop, epoch, loss):
+        joint, sizes = loop.group.sum([self.joint, self.sizes])
+        self.information = -float(loss_from_joint(normalize_joint(joint)))
+        self.counts = sizes.sort(descending=True).values.tolist()
+
+
 # Cluster sizes printed per epoch by verbose fits.
 _SIZES_SHOWN = 10
 # Epoch lines printed by verbose fits, about: a line every
@@ -81,7 +403,7 @@ _SIZES_SHOWN = 10
 _LINES_SHOWN = 20
 
 
-class _EpochMonitor:
+class ProgressReport(EpochStatistics):
     """Per-epoch report for ``verbose``: loss, mutual information and cluster sizes.
 
     Tracks the first main sub-head, its cluster sizes largest first (the
@@ -91,17 +413,14 @@ class _EpochMonitor:
     terminal a tqdm progress bar (when tqdm is installed) shows the figures
     of every epoch and the lines are written above it; into a file or a
     captured log only the lines go, so that bar updates never run into them.
-    Trained data-parallel (``group``), the figures are summed over ranks and
-    rank 0 alone reports.
+    Trained data-parallel, rank 0 alone reports, the figures of every rank.
     """
 
-    def __init__(self, n_epochs, n_clusters, lamb, group=None):
-        self.n_epochs = n_epochs
-        self.n_clusters = n_clusters
-        self.group = group
-        self.silent = group is not None and group.rank != 0
+    def on_train_begin(self, loop):
+        self.n_epochs = loop.n_epochs
+        self.silent = loop.group.rank != 0
         self.start = time.perf_counter()
-        self.every = math.ceil(n_epochs / _LINES_SHOWN)
+        self.every = math.ceil(loop.n_epochs / _LINES_SHOWN)
         self.unwritten = None  # the latest epoch's line, until written
         self.bar = None
         if not self.silent and sys.stderr is not None and sys.stderr.isatty():
@@ -110,11 +429,13 @@ class _EpochMonitor:
             except ImportError:
                 pass
             else:
-                self.bar = tqdm(total=n_epochs, desc="IICClustering", unit="epoch", leave=False)
+                self.bar = tqdm(total=loop.n_epochs, desc="IICClustering", unit="epoch",
+                                leave=False)
+        n_clusters = loop.heads.main_size
         self._write(
-            f"[IICClustering] loss: the IIC loss minimised (lamb={lamb}), mean of the epoch's "
-            "steps; MI: mutual information I(z; z') of the epoch's pairs, in nats, at most "
-            f"ln {n_clusters} = {math.log(n_clusters):.3f}; sizes: clusters of the first "
+            f"[IICClustering] loss: the IIC loss minimised (lamb={loop.lamb}), mean of the "
+            "epoch's steps; MI: mutual information I(z; z') of the epoch's pairs, in nats, at "
+            f"most ln {n_clusters} = {math.log(n_clusters):.3f}; sizes: clusters of the first "
             "sub-head, largest first."
         )
 
@@ -126,20 +447,9 @@ class _EpochMonitor:
         else:
             self.bar.write(line)
 
-    def begin_epoch(self):
-        self.joint = 0.0
-        self.sizes = 0
-
-    def update(self, p, q):
-        self.joint = self.joint + p.T @ q
-        self.sizes = self.sizes + torch.bincount(p.argmax(dim=1), minlength=self.n_clusters)
-
-    def end_epoch(self, epoch, loss):
-        joint, sizes = self.joint, self.sizes
-        if self.group is not None:
-            joint, sizes = self.group.sum([joint, sizes])
-        information = -float(loss_from_joint(normalize_joint(joint)))
-        counts = sizes.sort(descending=True).values.tolist()
+    def on_epoch_end(self, loop, epoch, loss):
+        super().on_epoch_end(loop, epoch, loss)
+        counts, information = self.counts, self.information
         sizes = " ".join(str(n) for n in counts[:_SIZES_SHOWN])
         if len(counts) > _SIZES_SHOWN:
             sizes += f" ...; {sum(n > 0 for n in counts)} of {len(counts)} used"
@@ -158,115 +468,14 @@ class _EpochMonitor:
             self._write(self.unwritten)
             self.unwritten = None
 
-    def end(self):
-        """Write the last epoch's line, if skipped (training converged in between)."""
+    def on_train_end(self, loop):
+        # The last epoch's line, if skipped (training converged in between).
         self._flush()
+        self._close()
 
-    def close(self):
+    def on_exception(self, loop, exception):
+        self._close()
+
+    def _close(self):
         if self.bar is not None:
             self.bar.close()
-
-
-class _Convergence:
-    """Stop once the epoch loss has not improved on its best by ``tol`` for ``patience`` epochs.
-
-    As scikit-learn's MLP and SGD estimators do with ``tol`` and
-    ``n_iter_no_change``; ``tol=None`` never stops early.
-    """
-
-    def __init__(self, tol, patience):
-        self.tol, self.patience = tol, patience
-        self.best, self.stale = math.inf, 0
-
-    def converged(self, loss):
-        if self.tol is None:
-            return False
-        self.stale = self.stale + 1 if loss > self.best - self.tol else 0
-        self.best = min(self.best, loss)
-        return self.stale >= self.patience
-
-
-def train(network, sampler, heads, *, batch_size, n_epochs, learning_rate, lamb,
-          generator, tol=None, n_iter_no_change=10, verbose=0, compile=False, group=None):
-    """Train ``network`` in place by minimising the IIC loss of every head.
-
-    Each step averages the loss over the main sub-heads and adds the average
-    over the overclustering sub-heads. ``compile`` (True or keyword arguments
-    of :func:`torch.compile`) runs the steps through a compiled view of the
-    network, which shares its parameters. Training stops after ``n_epochs``,
-    or earlier once the epoch loss has not improved by ``tol`` for
-    ``n_iter_no_change`` epochs.
-
-    With ``group`` (a :class:`~sklearn_iic._distributed.DataParallel`), every
-    rank draws the same global batches of pairs and trains on its share of
-    each: the heads' ``p.T @ p'`` sums, and BatchNorm's moments, are summed
-    over ranks before the loss, and the gradients averaged, so that every
-    rank takes the step of the global batch.
-
-    Returns
-    -------
-    loss_curve : list of float
-        Mean main-head loss of each epoch run.
-    converged : bool
-        Whether training stopped because the loss stopped improving.
-    """
-    optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
-    forward = network
-    if compile:
-        forward = torch.compile(network, **(compile if isinstance(compile, dict) else {}))
-    n_main = heads.n_subheads
-    monitor = _EpochMonitor(n_epochs, heads.main_size, lamb, group) if verbose else None
-    convergence = _Convergence(tol, n_iter_no_change)
-    network.train()
-    loss_curve, converged = [], False
-    with contextlib.ExitStack() as stack:
-        if monitor:
-            stack.callback(monitor.close)
-        if group is not None:
-            stack.enter_context(group.training(network, generator))
-        for epoch in range(n_epochs):
-            epoch_loss = 0.0
-            batches = _epoch_batches(sampler.n_samples, batch_size, generator)
-            if monitor:
-                monitor.begin_epoch()
-            for indices in batches:
-                x, partner = sampler(indices)
-                if group is not None:
-                    x, partner = group.share(x, partner)
-                logits, partner_logits = pair_logits(forward, x, partner)
-                probs = heads.probabilities(logits)
-                partner_probs = heads.probabilities(partner_logits)
-                # iic_loss of each head, with its p.T @ p' summed over ranks in between.
-                totals = [p.T @ q for p, q in zip(probs, partner_probs)]
-                if group is not None:
-                    totals = group.sum_joints(totals)
-                losses = [loss_from_joint(normalize_joint(t), lamb) for t in totals]
-                main_loss = torch.stack(losses[:n_main]).mean()
-                loss = main_loss
-                if len(losses) > n_main:
-                    loss = loss + torch.stack(losses[n_main:]).mean()
-                # Checked at every step, before the weights take a non-finite update.
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"The IIC loss became non-finite at epoch {epoch + 1}. Try a lower "
-                        "learning_rate, a weaker perturbation, or standardising the input."
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if group is not None:
-                    group.average_gradients(network.parameters())
-                optimizer.step()
-                epoch_loss = epoch_loss + main_loss.detach()
-                if monitor:
-                    monitor.update(probs[0].detach(), partner_probs[0].detach())
-            epoch_loss = float(epoch_loss) / len(batches)
-            loss_curve.append(epoch_loss)
-            if monitor:
-                monitor.end_epoch(epoch, epoch_loss)
-            if convergence.converged(epoch_loss):
-                converged = True
-                break
-        if monitor:
-            monitor.end()
-    network.eval()
-    return loss_curve, converged

@@ -154,6 +154,34 @@ def _failing_perturbation(rank):
     IICClustering(**BATCHES, perturbation=FailOnRank(1, after=5), distributed=True).fit(_data())
 
 
+def _failing_perturbation_mid_epoch(rank):
+    # The sixth call draws the pairs of the second step of the second epoch,
+    # during its first step: the error travels with that step's gradients.
+    IICClustering(**BATCHES, perturbation=FailOnRank(1, after=6), distributed=True).fit(_data())
+
+
+def _collectives(rank):
+    """Collective calls of a fit, by kind, and the BatchNorm layers of its network."""
+    counts = {"all_gather": 0, "all_reduce": 0}
+    originals = {name: getattr(dist, name) for name in counts}
+
+    def counting(name):
+        def call(*args, **kwargs):
+            counts[name] += 1
+            return originals[name](*args, **kwargs)
+        return call
+
+    try:
+        for name in counts:
+            setattr(dist, name, counting(name))
+        model = IICClustering(**BATCHES, distributed=True).fit(_data())
+    finally:
+        for name, original in originals.items():
+            setattr(dist, name, original)
+    layers = [m for m in model.network_.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    return dict(counts, batch_norms=len(layers))
+
+
 def _nan_on_one_rank(rank):
     IICClustering(
         **BATCHES, perturbation=FailOnRank(1, after=5, nan=True), distributed=True
@@ -184,6 +212,8 @@ SCENARIOS = {
     "other_parameters": _other_parameters,
     "invalid_X_on_one_rank": _invalid_X_on_one_rank,
     "failing_perturbation": _failing_perturbation,
+    "failing_perturbation_mid_epoch": _failing_perturbation_mid_epoch,
+    "collectives": _collectives,
     "nan_on_one_rank": _nan_on_one_rank,
     "small_batches": _small_batches_of_the_rows_trained_on,
     "rank_0_alone": _rank_0_alone,
@@ -358,6 +388,7 @@ def test_ranks_that_differ_all_raise(ranks, scenario, what):
 @pytest.mark.parametrize("scenario, error, message", [
     ("invalid_X_on_one_rank", "ValueError", "Input X contains NaN"),
     ("failing_perturbation", "RuntimeError", "perturbation failed on purpose"),
+    ("failing_perturbation_mid_epoch", "RuntimeError", "perturbation failed on purpose"),
 ])
 def test_a_failing_rank_stops_every_rank(ranks, scenario, error, message):
     first, second = (r[scenario] for r in ranks)
@@ -366,6 +397,17 @@ def test_a_failing_rank_stops_every_rank(ranks, scenario, error, message):
     assert first[:2] == ("error", "RuntimeError")
     assert "failed on rank(s) [1] of 2, so every rank stops" in first[2]
     assert f"rank 1: {error}: " in first[2] and message in first[2]
+
+
+def test_no_step_makes_a_collective_beyond_its_loss_and_gradients(ranks):
+    n_epochs, steps = BATCHES["n_epochs"], BATCHES["n_epochs"] * 3  # 120 rows, batches of 40
+    for counts in _ok(ranks, "collectives"):
+        # Checkpoints: the plan, before training, before each epoch's steps, the end.
+        assert counts["all_gather"] == 3 + n_epochs
+        # Per step: each BatchNorm layer's moments and the heads' joints, forward
+        # and backward, and the gradients (with the failure flag).
+        assert counts["batch_norms"] == 2
+        assert counts["all_reduce"] == steps * (2 * counts["batch_norms"] + 2 + 1)
 
 
 def test_non_finite_values_on_one_rank_stop_every_rank(ranks):
@@ -392,3 +434,72 @@ def test_distributed_needs_a_process_group():
     assert not dist.is_initialized()
     with pytest.raises(ValueError, match="none is initialised: launch the script with torchrun"):
         IICClustering(distributed=True).fit(_data())
+
+
+def test_batch_norm_layers_are_converted_and_put_back():
+    from sklearn_iic._distributed import _convert_batch_norm, _GlobalBatchNorm
+
+    shared = torch.nn.BatchNorm1d(4)
+    network = torch.nn.Sequential(torch.nn.Linear(3, 4), shared, torch.nn.ReLU(), shared,
+                                  torch.nn.Sequential(torch.nn.BatchNorm1d(4, affine=False)))
+    before = list(network.modules())
+    parameters = list(network.parameters())
+    buffers = list(network.buffers())
+    converted = {}
+    same = _convert_batch_norm(network, lambda layer: _GlobalBatchNorm(layer, None), converted)
+    assert same is network and len(converted) == 2
+    assert network[1] is network[3] and isinstance(network[1], _GlobalBatchNorm)
+    assert isinstance(network[4][0], _GlobalBatchNorm) and network[4][0].weight is None
+    # The new layers hold the same tensors: training them trains the old ones.
+    assert all(a is b for a, b in zip(network.parameters(), parameters))
+    assert all(a is b for a, b in zip(network.buffers(), buffers))
+    with pytest.raises(ValueError, match="expected 2D or 3D input"):
+        network[1](torch.zeros(2, 4, 1, 1))
+    network.eval()
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(network[1](x), torch.nn.functional.batch_norm(
+        x, shared.running_mean, shared.running_var, shared.weight, shared.bias))
+    originals = {new: layer for layer, new in converted.items()}
+    _convert_batch_norm(network, originals.__getitem__, {})
+    assert list(network.modules()) == before
+    layer = torch.nn.BatchNorm2d(3)
+    assert isinstance(_convert_batch_norm(layer, lambda bn: _GlobalBatchNorm(bn, None), {}),
+                      _GlobalBatchNorm)
+
+
+def _noise(x, generator):
+    return x
+
+
+def _other_noise(x, generator):
+    return x
+
+
+def test_plans_are_compared_field_by_field_without_addresses():
+    import dataclasses
+    import functools
+
+    from sklearn_iic._distributed import _describe, _settings
+    from sklearn_iic._plan import make_plan
+    from sklearn_iic.perturbations import Compose, GaussianNoise
+
+    plan = make_plan(IICClustering(perturbation=_noise).get_params(), 4, 120)
+    text = _settings(plan)
+    assert b" at 0x" not in text and b"seed" not in text
+    assert b"perturbation=" + _describe(_noise) + b";" in text
+    assert _describe(_noise) != _describe(_other_noise)
+    assert _settings(dataclasses.replace(plan, seed=plan.seed + 1)) == text
+    assert _settings(dataclasses.replace(plan, device=torch.device("cuda", 1))) != text
+    # Objects by their class and attributes; arrays by their values.
+    assert _describe(GaussianNoise(0.1)) == _describe(GaussianNoise(0.1))
+    assert _describe(GaussianNoise(0.1)) != _describe(GaussianNoise(0.2))
+    assert _describe(Compose([GaussianNoise(0.1)])) != _describe(GaussianNoise(0.1))
+    assert _describe(np.arange(3)) == _describe(np.arange(3)) != _describe(np.arange(1, 4))
+    assert _describe(functools.partial(_noise, 1)) != _describe(functools.partial(_noise, 2))
+    assert _describe({"b", "a"}) == _describe({"a", "b"})
+    cycle = []
+    cycle.append(cycle)
+    assert _describe(cycle).startswith(b"list(cycle:")
+    module = torch.nn.Linear(2, 2)
+    assert b" at 0x" not in _describe(module)
+    assert _describe(module) != _describe(torch.nn.Linear(2, 2))  # other weights

@@ -2,11 +2,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from sklearn_iic._heads import Heads
 from sklearn_iic._inference import merged_probabilities, pair_joints, prediction_batch_size
 from sklearn_iic._loss import joint_distribution
 from sklearn_iic._merge import merge_matrix
 from sklearn_iic._pairs import PairSampler
-from sklearn_iic._training import Heads
 
 
 def test_prediction_batch_size_bounds_memory():

@@ -3,9 +3,10 @@ import pytest
 import torch
 from torch import nn
 
+from sklearn_iic._heads import Heads
 from sklearn_iic._loss import iic_loss
 from sklearn_iic._pairs import PairSampler
-from sklearn_iic._training import Heads, pair_logits, train
+from sklearn_iic._training import Callback, Convergence, TrainingLoop, pair_logits
 
 
 def test_heads_layout():
@@ -38,6 +39,13 @@ def blobs_sampler(seed=0):
     noise = lambda x, g: x + 0.3 * torch.randn(x.shape, generator=g)  # noqa: E731
     sampler = PairSampler(X, perturbation=noise, neighbors=None, n_repeats=1, generator=generator)
     return sampler, generator
+
+
+def train(network, sampler, heads, *, tol=None, n_iter_no_change=10, **params):
+    """Train with the loop as ``fit`` does; its loss curve and whether it converged."""
+    loop = TrainingLoop(network, sampler, heads, callbacks=[Convergence(tol, n_iter_no_change)],
+                        **params).fit()
+    return loop.loss_curve, loop.converged
 
 
 def test_one_epoch_of_one_batch_is_one_adam_step_on_the_iic_loss():
@@ -90,13 +98,11 @@ def test_training_stops_once_the_loss_stops_improving():
 
 
 def test_convergence_rule_counts_epochs_without_improvement():
-    from sklearn_iic._training import _Convergence
-
-    rule = _Convergence(tol=0.1, patience=2)
+    rule = Convergence(tol=0.1, patience=2)
     assert [rule.converged(x) for x in (1.0, 0.5, 0.45, 0.3, 0.35, 0.25)] == [
         False, False, False, False, False, True
     ]
-    never = _Convergence(tol=None, patience=1)
+    never = Convergence(tol=None, patience=1)
     assert not any(never.converged(x) for x in (1.0, 1.0, 1.0))
 
 
@@ -109,3 +115,148 @@ def test_non_finite_loss_raises_before_the_step():
         train(network, sampler, Heads(3, 0, 1), batch_size=60, n_epochs=3,
               learning_rate=0.01, lamb=1.0, generator=generator)
     assert torch.equal(network.weight, before)
+
+
+class Recorder(Callback):
+    """Records every hook the loop calls, with its arguments."""
+
+    def __init__(self):
+        self.calls = []
+
+    def on_train_begin(self, loop):
+        self.calls.append(("train_begin", loop.network.training))
+
+    def on_epoch_begin(self, loop, epoch):
+        self.calls.append(("epoch_begin", epoch))
+
+    def on_batch_begin(self, loop):
+        self.calls.append(("batch_begin",))
+
+    def on_batch_end(self, loop, step):
+        self.calls.append(("batch_end", step.probs[0].shape, step.main_loss.item()))
+
+    def on_epoch_end(self, loop, epoch, loss):
+        self.calls.append(("epoch_end", epoch, loss, loop.loss_curve[-1]))
+
+    def on_train_end(self, loop):
+        self.calls.append(("train_end",))
+
+    def on_exception(self, loop, exception):
+        self.calls.append(("exception", type(exception).__name__))
+
+
+def test_callbacks_see_every_hook_in_order():
+    sampler, generator = blobs_sampler()
+    recorder = Recorder()
+    loop = TrainingLoop(nn.Linear(2, 6), sampler, Heads(3, 0, 2), batch_size=60, n_epochs=2,
+                        lamb=1.0, generator=generator, callbacks=[recorder]).fit()
+    names = [call[0] for call in recorder.calls]
+    epoch = ["epoch_begin", "batch_begin", "batch_end", "batch_begin", "batch_end", "epoch_end"]
+    assert names == ["train_begin", *epoch, *epoch, "train_end"]
+    assert recorder.calls[0] == ("train_begin", True)
+    # Each epoch's loss is the mean of its two steps' main losses, as in the loss curve.
+    steps = [call[2] for call in recorder.calls if call[0] == "batch_end"]
+    ends = [call for call in recorder.calls if call[0] == "epoch_end"]
+    for (_, epoch_index, loss, recorded), pair in zip(ends, (steps[:2], steps[2:])):
+        assert loss == recorded == loop.loss_curve[epoch_index]
+        assert loss == pytest.approx(np.mean(pair), abs=1e-6)
+    assert recorder.calls[3][1] == (60, 3)
+    assert not loop.network.training
+
+
+def test_a_callback_stops_training_after_an_epoch():
+    class StopAfterTwo(Callback):
+        def on_epoch_end(self, loop, epoch, loss):
+            loop.stop_training = epoch == 1
+
+    sampler, generator = blobs_sampler()
+    loop = TrainingLoop(nn.Linear(2, 3), sampler, Heads(3, 0, 1), batch_size=60, n_epochs=10,
+                        lamb=1.0, generator=generator, callbacks=[StopAfterTwo()]).fit()
+    assert len(loop.loss_curve) == 2 and not loop.converged
+
+
+def test_on_exception_replaces_on_train_end():
+    sampler, generator = blobs_sampler()
+    sampler.perturbation = lambda x, g: x * float("nan")
+    recorder = Recorder()
+    loop = TrainingLoop(nn.Linear(2, 3), sampler, Heads(3, 0, 1), batch_size=60, n_epochs=3,
+                        lamb=1.0, generator=generator, callbacks=[recorder, object()])
+    with pytest.raises(FloatingPointError):
+        loop.fit()
+    assert [call[0] for call in recorder.calls] == [
+        "train_begin", "epoch_begin", "batch_begin", "exception"
+    ]
+    assert recorder.calls[-1] == ("exception", "FloatingPointError")
+
+
+def sgd_step(optimizer):
+    """Weights after one epoch of one batch with ``optimizer``, and after the same step by hand."""
+    sampler, generator = blobs_sampler()
+    torch.manual_seed(0)
+    network = nn.Linear(2, 3)
+    reference = nn.Linear(2, 3)
+    reference.load_state_dict(network.state_dict())
+    loop = optimizer(network, sampler, generator)
+    loop.fit()
+    sampler2, generator2 = blobs_sampler()
+    x, partner = sampler2(torch.randperm(120, generator=generator2))
+    logits, partner_logits = reference(torch.cat([x, partner])).chunk(2)
+    iic_loss(logits.softmax(dim=1), partner_logits.softmax(dim=1), 1.0).backward()
+    torch.optim.SGD(reference.parameters(), lr=0.5).step()
+    return network.weight, reference.weight
+
+
+def test_the_optimiser_is_a_parameter():
+    weight, expected = sgd_step(lambda network, sampler, generator: TrainingLoop(
+        network, sampler, Heads(3, 0, 1), batch_size=120, n_epochs=1, lamb=1.0,
+        generator=generator, optimizer=torch.optim.SGD, learning_rate=0.5,
+    ))
+    torch.testing.assert_close(weight, expected)
+
+
+def test_the_optimiser_is_an_override():
+    class SGDLoop(TrainingLoop):
+        def make_optimizer(self):
+            return torch.optim.SGD(self.network.parameters(), lr=0.5)
+
+    weight, expected = sgd_step(lambda network, sampler, generator: SGDLoop(
+        network, sampler, Heads(3, 0, 1), batch_size=120, n_epochs=1, lamb=1.0,
+        generator=generator,
+    ))
+    torch.testing.assert_close(weight, expected)
+
+
+@pytest.mark.filterwarnings("ignore:IICClustering labelled the data")
+def test_a_subclass_of_the_estimator_adds_a_callback():
+    # The example of the user guide's section on observing and extending training.
+    from sklearn.base import clone
+    from sklearn.datasets import load_wine
+
+    from sklearn_iic import IICClustering
+
+    class StepLosses(Callback):
+        """Mean main-head loss of every step."""
+
+        def __init__(self):
+            self.losses = []
+
+        def on_batch_end(self, loop, step):
+            self.losses.append(step.main_loss.item())
+
+    class LoggedIIC(IICClustering):
+        def _training_loop(self, *args, **kwargs):
+            loop = super()._training_loop(*args, **kwargs)
+            self.step_log_ = StepLosses()
+            loop.callbacks.append(self.step_log_)
+            return loop
+
+    X = load_wine().data
+    params = dict(n_clusters=3, n_epochs=4, batch_size=64, tol=None, random_state=0)
+    logged = LoggedIIC(**params).fit(X)
+    plain = IICClustering(**params).fit(X)
+    assert len(logged.step_log_.losses) == 4 * 3
+    np.testing.assert_allclose(np.reshape(logged.step_log_.losses, (4, 3)).mean(axis=1),
+                               logged.loss_curve_, rtol=1e-6)
+    assert logged.loss_curve_ == plain.loss_curve_
+    np.testing.assert_array_equal(logged.labels_, plain.labels_)
+    assert clone(logged).get_params() == LoggedIIC(**params).get_params()
