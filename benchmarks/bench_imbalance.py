@@ -154,6 +154,10 @@ def methods(k, images, standardize, variants=False):
             )
         else:
             out["IIC n_neighbors=3"] = lambda s: IICClustering(k, n_neighbors=3, random_state=s)
+            # The merge that favours equal sizes, for comparison.
+            out["IIC linkage='information'"] = lambda s: IICClustering(
+                k, linkage="information", random_state=s
+            )
     out.update({name: partial(_classic, make, standardize) for name, make in classic.items()})
     return out
 
@@ -168,7 +172,8 @@ def main():
     parser.add_argument("--ratios", nargs="+", type=float, default=[1, 3, 10, 20])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--variants", action="store_true",
-                        help="also run IIC with n_microclusters=50 (images) or n_neighbors=3")
+                        help="also run IIC with n_microclusters=50 (images), or n_neighbors=3 and "
+                             "linkage='information' (tables)")
     parser.add_argument("--methods", nargs="+", default=None,
                         help="run only these methods (default: all)")
     parser.add_argument("--output", type=pathlib.Path, default=OUT,

@@ -61,6 +61,11 @@ def methods(k):
         "IIC n_microclusters=None": lambda s: IICClustering(
             k, n_microclusters=None, random_state=s
         ),
+        # The merge that favours equal sizes: what the cosine costs, or
+        # gains, on these sets of near-equal classes.
+        "IIC linkage='information'": lambda s: IICClustering(
+            k, linkage="information", random_state=s
+        ),
         # Neighbours and network in the coordinates as given: what the
         # metric of neighbour differences adds.
         "IIC whiten=False": lambda s: IICClustering(k, whiten=False, random_state=s),

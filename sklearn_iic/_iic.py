@@ -222,11 +222,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
 
     n_microclusters : int, "auto" or None, default="auto"
         Clusters of the network's main head, merged into ``n_clusters``
-        after training, two groups at a time: those that pairs join most
-        often relative to how often each pairs within itself (the largest
-        cosine ``P(G, H) / sqrt(P(G, G) P(H, H))`` of the joint distribution
-        of paired samples), which favours neither equal nor small groups
-        (see the user guide's section on cluster sizes). ``"auto"``
+        after training, two groups at a time (see ``linkage``). ``"auto"``
         is ``max(50, 5 * n_clusters)`` (at most ``n_samples``) for feature
         vectors and ``None`` for images and series; ``None`` (or
         ``n_clusters``) trains a head of ``n_clusters`` directly, as in the
@@ -236,6 +232,18 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         images worse on balanced digits and better on long-tailed ones (see
         the user guide's section on cluster sizes, and
         docs/benchmarks/imbalance_variants.md).
+
+    linkage : {"cosine", "information"}, default="cosine"
+        Which two groups of micro-clusters each merge joins. ``"cosine"``:
+        the largest cosine ``P(G, H) / sqrt(P(G, G) P(H, H))`` of the joint
+        distribution of paired samples, the pairs between two groups
+        relative to the pairs within each, which favours neither equal nor
+        small clusters. ``"information"``: the merge that loses the least
+        mutual information between paired samples, which favours clusters of
+        equal size, as the IIC objective does; it is better when the
+        clusters are known to be about equally large (digits as features)
+        and worse when they are not. See the user guide's section on cluster
+        sizes, and docs/benchmarks/tabular.md and imbalance.md.
 
     overclustering : float, default=0
         If positive, an auxiliary head with ``round(overclustering *
@@ -465,6 +473,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         "image_shape": [None, tuple],
         "series_shape": [None, tuple, Interval(Integral, 1, None, closed="left")],
         "n_microclusters": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
+        "linkage": [StrOptions({"cosine", "information"})],
         "overclustering": [Interval(Real, 0, None, closed="left")],
         "n_subheads": [Interval(Integral, 1, None, closed="left")],
         "n_repeats": [Interval(Integral, 1, None, closed="left")],
@@ -501,6 +510,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         image_shape=None,
         series_shape=None,
         n_microclusters="auto",
+        linkage="cosine",
         overclustering=0,
         n_subheads=5,
         n_repeats=1,
@@ -528,6 +538,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         self.image_shape = image_shape
         self.series_shape = series_shape
         self.n_microclusters = n_microclusters
+        self.linkage = linkage
         self.overclustering = overclustering
         self.n_subheads = n_subheads
         self.n_repeats = n_repeats
@@ -909,7 +920,7 @@ def _merge(network, sampler, plan):
         joints = pair_joints(network, sampler, plan.heads, plan.eval_batch_size, plan.joint_passes)
     with _phase("fit.merge"):
         (children, distances), head_losses, best_head, n_clusters = choose_head(
-            joints, plan.n_clusters, plan.choose_n_clusters
+            joints, plan.n_clusters, plan.choose_n_clusters, plan.linkage
         )
         groups = cut_tree(children, n_clusters)
     return _Merged(children, distances, head_losses, best_head, n_clusters, groups)

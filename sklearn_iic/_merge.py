@@ -16,26 +16,37 @@ from ._loss import _EPS, loss_from_joint
 # n_clusters_from_tree).
 _GAP_SHARE = 0.5
 
+# Rows of the (k, k, k) tensor of the information merge built at once: bounds
+# its memory at about 64 MiB of float64 for any number of micro-clusters.
+_CHUNK_VALUES = 2**23
+
 # Below this, a product of marginals or a group's pairs within itself count
 # as zero; the lift of groups never paired is clipped at the loss's machine
 # epsilon, _EPS.
 _TINY = np.finfo(np.float64).tiny
 
 
-def merge_tree(joint):
+def merge_tree(joint, linkage="cosine"):
     """Agglomerate the clusters of a symmetric pair joint into one, two at a time.
 
-    At each step the two groups that pair with each other most often
-    relative to how often each pairs within itself are merged: those of the
-    largest cosine ``P(G, H) / sqrt(P(G, G) P(H, H))`` of the pair joint
-    summed over their micro-clusters. The cosine does not grow with the
-    balance of the groups, as the mutual information of the partition does,
-    nor with how small they are, as the lift ``P(G, H) / (P(G) P(H))`` does
-    (a few pairs from a small group into a large one are many relative to
-    chance): a group that pairs mostly within itself stays apart, whatever
-    its size. Ties go to the lowest indices, so the tree is deterministic.
+    With ``linkage="cosine"``, at each step the two groups that pair with
+    each other most often relative to how often each pairs within itself are
+    merged: those of the largest cosine ``P(G, H) / sqrt(P(G, G) P(H, H))``
+    of the pair joint summed over their micro-clusters. The cosine does not
+    grow with the balance of the groups, as the mutual information of the
+    partition does, nor with how small they are, as the lift
+    ``P(G, H) / (P(G) P(H))`` does (a few pairs from a small group into a
+    large one are many relative to chance): a group that pairs mostly within
+    itself stays apart, whatever its size.
 
-    Each merge's height is how rarely the two groups pair relative to chance,
+    With ``linkage="information"``, the two groups whose union loses the
+    least mutual information ``I(z; z')`` of the joint are merged (the
+    agglomerative information bottleneck). The mutual information contains
+    the entropy of the cluster sizes, so this merge prefers groups of equal
+    size: it suits clusters known to be about equally large.
+
+    Ties go to the lowest indices, so the tree is deterministic. Each merge's
+    height is how rarely the two groups pair relative to chance,
     ``-log(lift)`` (minus their pointwise mutual information), kept
     non-decreasing up the tree: a node is at least as high as the merges
     below it, as a dendrogram draws it.
@@ -45,6 +56,8 @@ def merge_tree(joint):
     joint : array-like of shape (k, k)
         Symmetric joint distribution of the micro-clusters of paired samples,
         summing to one (as made by ``normalize_joint``).
+    linkage : {"cosine", "information"}, default="cosine"
+        Which two groups each step merges.
 
     Returns
     -------
@@ -59,22 +72,32 @@ def merge_tree(joint):
     P = np.array(joint, dtype=np.float64)
     k = P.shape[0]
     mass = P.sum(axis=1)
+    node = np.arange(k)
+    children = np.empty((k - 1, 2), dtype=np.intp)
+    lifts = np.empty(k - 1)
+    for step, (a, b) in enumerate(_LINKAGES[linkage](P.copy())):
+        children[step] = node[a], node[b]
+        lifts[step] = P[a, b] / max(mass[a] * mass[b], _TINY)
+        P[a] += P[b]
+        P[:, a] += P[:, b]
+        mass[a] += mass[b]
+        node[a] = k + step
+    return children, np.maximum.accumulate(-np.log(np.maximum(lifts, _EPS)))
+
+
+def _cosine_merges(P):
+    """Rows ``(a, b)``, ``a < b``, merged at each step by the cosine: b joins a. Changes ``P``."""
+    k = P.shape[0]
     active = np.ones(k, dtype=bool)
     scale = np.sqrt(np.maximum(np.diag(P), _TINY))
     cosine = P / np.outer(scale, scale)
     # Each unordered pair once, in the upper triangle.
     cosine[np.tril_indices(k)] = -np.inf
-    node = np.arange(k)
-    children = np.empty((k - 1, 2), dtype=np.intp)
-    lifts = np.empty(k - 1)
-    for step in range(k - 1):
+    for _ in range(k - 1):
         a, b = np.unravel_index(np.argmax(cosine), cosine.shape)
-        children[step] = node[a], node[b]
-        lifts[step] = P[a, b] / max(mass[a] * mass[b], _TINY)
-        # Group b joins group a: sum their rows and columns of the joint.
+        yield a, b
         P[a] += P[b]
         P[:, a] += P[:, b]
-        mass[a] += mass[b]
         active[b] = False
         scale[a] = np.sqrt(max(P[a, a], _TINY))
         row = np.where(active, P[a] / (scale[a] * scale), -np.inf)
@@ -82,8 +105,67 @@ def merge_tree(joint):
         cosine[a, a + 1 :] = row[a + 1 :]
         cosine[:a, a] = row[:a]
         cosine[b, :] = cosine[:, b] = -np.inf
-        node[a] = k + step
-    return children, np.maximum.accumulate(-np.log(np.maximum(lifts, _EPS)))
+
+
+def _xlogx(x):
+    return x * np.log(np.where(x > 0, x, 1.0))
+
+
+def _pairwise_xlogx_sums(P, rows):
+    """``S[a, b] = sum_j xlogx(P[a, j] + P[b, j])`` for ``a`` in ``rows``."""
+    return _xlogx(P[rows, None, :] + P[None, :, :]).sum(axis=2)
+
+
+def _information_merges(P):
+    """Rows ``(a, b)``, ``a < b``, merged at each step by the least loss of ``I(z; z')``. Changes ``P``.
+
+    The mutual information changes only through the merged rows and columns,
+    so the loss of every candidate merge is kept up to date in ``O(k^2)`` per
+    step, ``O(k^3)`` in all.
+    """
+    k = P.shape[0]
+    # I(z; z') = sum xlogx(P) - 2 sum xlogx(marginal) for a symmetric joint;
+    # the loss of merging a and b follows from the row sums of xlogx of
+    # "a's and b's rows added", kept in S (built in chunks of bounded memory).
+    rows = max(1, _CHUNK_VALUES // (k * k))
+    S = np.concatenate([_pairwise_xlogx_sums(P, np.arange(i, min(i + rows, k)))
+                        for i in range(0, k, rows)])
+    F = _xlogx(P).sum(axis=1)
+    active = np.ones(k, dtype=bool)
+    upper = np.triu(np.ones((k, k), dtype=bool), 1)  # each unordered pair once
+    for _ in range(k - 1):
+        marginal = P.sum(axis=1)
+        diag = np.diag(P)
+        # The other columns j of the merged row, twice (row and column), then
+        # the new diagonal entry and the new marginal.
+        off = (S - F[:, None] - F[None, :]
+               - (_xlogx(diag[:, None] + P) - _xlogx(diag)[:, None] - _xlogx(P))
+               - (_xlogx(P + diag[None, :]) - _xlogx(P) - _xlogx(diag)[None, :]))
+        gain = (2 * off
+                + _xlogx(diag[:, None] + diag[None, :] + 2 * P)
+                - _xlogx(diag)[:, None] - _xlogx(diag)[None, :] - 2 * _xlogx(P)
+                - 2 * (_xlogx(marginal[:, None] + marginal[None, :])
+                       - _xlogx(marginal)[:, None] - _xlogx(marginal)[None, :]))
+        gain = np.where(active[:, None] & active[None, :] & upper, gain, -np.inf)
+        a, b = np.unravel_index(np.argmax(gain), gain.shape)
+        yield a, b
+        # Columns a and b become their sum in S: remove their terms, add the merged one.
+        old_a, old_b = P[:, a].copy(), P[:, b].copy()
+        merged_column = old_a + old_b
+        S += (_xlogx(merged_column[:, None] + merged_column[None, :])
+              - _xlogx(old_a[:, None] + old_a[None, :])
+              - _xlogx(old_b[:, None] + old_b[None, :]))
+        P[:, a] = merged_column
+        P[:, b] = 0.0
+        P[a, :] += P[b, :]
+        P[b, :] = 0.0
+        F = _xlogx(P).sum(axis=1)
+        S[a, :] = S[:, a] = _pairwise_xlogx_sums(P, np.array([a]))[0]
+        S[b, :] = S[:, b] = 0.0
+        active[b] = False
+
+
+_LINKAGES = {"cosine": _cosine_merges, "information": _information_merges}
 
 
 def cut_tree(children, n_clusters):
@@ -158,7 +240,7 @@ def n_clusters_from_tree(distances, max_clusters):
     return int(candidates[rise >= _GAP_SHARE * rise.max()].max())
 
 
-def choose_head(joints, n_clusters, choose_n_clusters=False):
+def choose_head(joints, n_clusters, choose_n_clusters=False, linkage="cosine"):
     """Build every main sub-head's merge tree and keep the sub-head whose clusters lose the least.
 
     The choice needs no labels: each sub-head's tree is cut into
@@ -175,6 +257,8 @@ def choose_head(joints, n_clusters, choose_n_clusters=False):
         Normalised pair joint of each main sub-head.
     n_clusters : int
     choose_n_clusters : bool, default=False
+    linkage : {"cosine", "information"}, default="cosine"
+        The merge of :func:`merge_tree`.
 
     Returns
     -------
@@ -187,7 +271,7 @@ def choose_head(joints, n_clusters, choose_n_clusters=False):
     n_clusters : int
         Groups cut from the tree.
     """
-    trees = [merge_tree(joint.cpu().numpy()) for joint in joints]
+    trees = [merge_tree(joint.cpu().numpy(), linkage) for joint in joints]
     if choose_n_clusters:
         proposals = sorted(n_clusters_from_tree(d, n_clusters) for _, d in trees)
         n_clusters = proposals[(len(proposals) - 1) // 2]

@@ -137,6 +137,7 @@ class Plan:
     standardize: bool
     whiten: bool
     heads: Heads
+    linkage: str
     n_repeats: int
     lamb: float
     batch_size: int
@@ -239,6 +240,7 @@ def make_plan(params, input_shape, n_samples, measure_shift_distance=None):
         standardize=whiten or kind == "series",
         whiten=whiten,
         heads=heads,
+        linkage=params["linkage"],
         n_repeats=params["n_repeats"],
         lamb=params["lamb"],
         batch_size=batch_size,

@@ -853,6 +853,19 @@ def test_predict_at_cuts_the_fitted_tree(blobs):
             model.predict_at(X, bad)
 
 
+def test_linkage_changes_the_merge_not_the_training(blobs):
+    X, _ = blobs
+    cosine = IICClustering(3, **FAST).fit(X)
+    information = IICClustering(3, linkage="information", **FAST).fit(X)
+    for a, b in zip(cosine.network_.state_dict().values(),
+                    information.network_.state_dict().values()):
+        assert torch.equal(a, b)
+    np.testing.assert_array_equal(cosine.loss_curve_, information.loss_curve_)
+    assert not np.array_equal(cosine.children_, information.children_)
+    np.testing.assert_array_equal(information.predict_at(X, 3), information.labels_)
+    assert np.all(np.diff(information.distances_) >= 0)
+
+
 def test_auto_n_clusters_on_images_merges_micro_clusters():
     X, _ = make_blobs(60, n_features=16, centers=2, random_state=0)
     model = IICClustering("auto", image_shape=(4, 4), n_subheads=1, n_epochs=2,

@@ -61,6 +61,35 @@ def greedy_by_brute_force(joint, n_clusters):
     return np.unique(groups, return_inverse=True)[1], np.array(lifts)
 
 
+def information_greedy_by_brute_force(joint, n_clusters):
+    """Reference: try every merge of every step, keep the one with the most MI."""
+    groups = np.arange(joint.shape[0])
+    while len(np.unique(groups)) > n_clusters:
+        candidates = []
+        for a, b in itertools.combinations(np.unique(groups), 2):
+            merged = np.where(groups == b, a, groups)
+            merged = np.unique(merged, return_inverse=True)[1]
+            candidates.append((mutual_information(joint, merged), -a, -b, merged))
+        groups = max(candidates, key=lambda c: c[:3])[3]
+    return groups
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_information_linkage_matches_brute_force_greedy(seed):
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(3, 12))
+    joint = rng.random((k, k)) ** 4
+    joint = joint + joint.T
+    children, distances = merge_tree(normalized(joint), linkage="information")
+    assert np.all(np.diff(distances) >= 0)
+    for n_clusters in range(1, k + 1):
+        groups = cut_tree(children, n_clusters)
+        expected = information_greedy_by_brute_force(joint / joint.sum(), n_clusters)
+        # Same partition (cut_tree numbers groups by their lowest micro-cluster, as does the
+        # brute force).
+        np.testing.assert_array_equal(groups, expected)
+
+
 def test_blocks_merge_into_their_block():
     # Micro-clusters 0, 2, 4 pair only among themselves, as do 1, 3, 5.
     joint = np.zeros((6, 6))
@@ -80,14 +109,17 @@ def test_blocks_merge_into_their_block():
 def test_small_groups_are_not_merged_for_balance():
     # Six micro-clusters in a chain (each pairs with itself and, less, with
     # the next), and a seventh that pairs only with itself. The mutual
-    # information of two groups is largest for near halves, so it cut the
-    # chain and joined the seventh to one end ([0 0 1 1 1 1 0]); the lift
-    # keeps the chain whole and the small cluster apart.
+    # information of two groups is largest for near halves, so it cuts the
+    # chain and joins the seventh to one end; the cosine keeps the chain
+    # whole and the small cluster apart.
     joint = np.eye(7)
     for i in range(5):
         joint[i, i + 1] = joint[i + 1, i] = 0.2
     groups = cut_tree(merge_tree(normalized(joint))[0], 2)
     np.testing.assert_array_equal(groups, [0, 0, 0, 0, 0, 0, 1])
+    # The information linkage keeps that preference for equal sizes.
+    groups = cut_tree(merge_tree(normalized(joint), linkage="information")[0], 2)
+    np.testing.assert_array_equal(groups, [0, 0, 1, 1, 1, 1, 0])
 
 
 def test_a_small_cluster_pairing_a_little_with_a_large_one_stays_apart():
