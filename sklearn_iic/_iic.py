@@ -596,8 +596,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
                 pool = _draw_score_pool(sampler.X, plan) if plan.uses_neighbors else None
             rank = rank_by_size(labels, merged.n_clusters)
             # Inside the transaction: warnings turned into errors fail the fit whole.
-            _warn_if_unfinished(plan, training.converged, rank[labels], merged.n_clusters,
-                                automatic_epochs=self.n_epochs == "auto")
+            _warn_if_unfinished(plan, training.converged, rank[labels], merged.n_clusters)
             group.finish(network=network.state_dict(), labels=labels, groups=merged.groups)
             self._plan = plan
             self.feature_mean_, self.feature_scale_ = scaling or (None, None)
@@ -935,13 +934,13 @@ def _label(network, X, plan, merged):
         return proba.argmax(dim=1).numpy()
 
 
-def _warn_if_unfinished(plan, converged, labels, n_clusters, automatic_epochs):
+def _warn_if_unfinished(plan, converged, labels, n_clusters):
     """Warn when chosen epochs ran out before convergence, or when clusters were left empty.
 
-    The budget of ``n_epochs="auto"`` (``automatic_epochs``) is the plan of
-    the fit, not a limit it hit: running it out is no sign of a problem.
+    The budget of ``n_epochs="auto"`` (``plan.automatic_epochs``) is the plan
+    of the fit, not a limit it hit: running it out is no sign of a problem.
     """
-    if not converged and plan.tol is not None and not automatic_epochs:
+    if not converged and plan.tol is not None and not plan.automatic_epochs:
         warnings.warn(
             f"IICClustering stopped after n_epochs={plan.n_epochs} epochs before the loss "
             f"stopped improving by tol={plan.tol}; raise n_epochs, or tol (None never "
@@ -965,7 +964,7 @@ def _summary(estimator, start):
     plan = estimator._plan
     if estimator.converged_:
         ending = f"converged after {estimator.n_iter_} epochs"
-    elif estimator.n_epochs == "auto":
+    elif plan.automatic_epochs:
         ending = f"ran the {plan.n_epochs} epochs of n_epochs='auto'"
     else:
         ending = f"stopped after {plan.n_epochs} epochs, not converged"

@@ -121,6 +121,9 @@ class Plan:
     channels (series) are then standardised. ``batch_size`` is the
     training batch (at most ``n_samples``); ``eval_batch_size`` the pairs per
     forward pass when joints are summed over several passes of the data.
+    ``linkage``: the merge of micro-clusters. ``automatic_epochs``:
+    ``n_epochs`` was ``"auto"``, so running out of epochs is the plan, not a
+    sign of unfinished training.
     """
 
     n_clusters: int
@@ -143,6 +146,7 @@ class Plan:
     batch_size: int
     eval_batch_size: int
     n_epochs: int
+    automatic_epochs: bool
     learning_rate: float
     n_threads: int
     tol: object
@@ -246,6 +250,7 @@ def make_plan(params, input_shape, n_samples, measure_shift_distance=None):
         batch_size=batch_size,
         eval_batch_size=params["batch_size"],
         n_epochs=n_epochs,
+        automatic_epochs=params["n_epochs"] == "auto",
         learning_rate=params["learning_rate"],
         n_threads=training_threads(work),
         tol=params["tol"],

@@ -87,11 +87,11 @@ def test_beats_kmeans_on_digits(digits):
     iic_acc = [clustering_accuracy(y, labels) for labels in runs]
     iic_ari = [adjusted_rand_score(y, labels) for labels in runs]
     kmeans_acc, kmeans_ari = clustering_accuracy(y, kmeans), adjusted_rand_score(y, kmeans)
-    # Measured (benchmarks/bench_tabular.py): ACC 0.94 and ARI 0.88 against
-    # KMeans' 0.79 and 0.67.
-    assert np.median(iic_acc) > kmeans_acc + 0.08, (iic_acc, kmeans_acc)
-    assert np.median(iic_ari) > kmeans_ari + 0.15, (iic_ari, kmeans_ari)
-    assert min(iic_ari) > kmeans_ari + 0.1, (iic_ari, kmeans_ari)
+    # Floors below the digits rows of docs/benchmarks/tabular.md (seeds 0-2)
+    # and tabular_10_seeds.md, whose worst seeds come closer to KMeans.
+    assert np.median(iic_acc) > kmeans_acc + 0.06, (iic_acc, kmeans_acc)
+    assert np.median(iic_ari) > kmeans_ari + 0.09, (iic_ari, kmeans_ari)
+    assert min(iic_ari) > kmeans_ari + 0.03, (iic_ari, kmeans_ari)
 
 
 # -- networks and perturbations ---------------------------------------------

@@ -61,6 +61,14 @@ def greedy_by_brute_force(joint, n_clusters):
     return np.unique(groups, return_inverse=True)[1], np.array(lifts)
 
 
+def random_joint(seed):
+    """A symmetric joint of 3 to 11 micro-clusters, unnormalised, with many small entries."""
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(3, 12))
+    joint = rng.random((k, k)) ** 4
+    return k, joint + joint.T
+
+
 def information_greedy_by_brute_force(joint, n_clusters):
     """Reference: try every merge of every step, keep the one with the most MI."""
     groups = np.arange(joint.shape[0])
@@ -76,10 +84,7 @@ def information_greedy_by_brute_force(joint, n_clusters):
 
 @pytest.mark.parametrize("seed", range(10))
 def test_information_linkage_matches_brute_force_greedy(seed):
-    rng = np.random.default_rng(seed)
-    k = int(rng.integers(3, 12))
-    joint = rng.random((k, k)) ** 4
-    joint = joint + joint.T
+    k, joint = random_joint(seed)
     children, distances = merge_tree(normalized(joint), linkage="information")
     assert np.all(np.diff(distances) >= 0)
     for n_clusters in range(1, k + 1):
@@ -155,10 +160,7 @@ def test_a_ring_of_micro_clusters_is_cut_into_arcs():
 
 @pytest.mark.parametrize("seed", range(10))
 def test_matches_brute_force_greedy(seed):
-    rng = np.random.default_rng(seed)
-    k = int(rng.integers(3, 12))
-    joint = rng.random((k, k)) ** 4
-    joint = joint + joint.T
+    k, joint = random_joint(seed)
     children, distances = merge_tree(normalized(joint))
     assert children.shape == (k - 1, 2) and distances.shape == (k - 1,)
     for n_clusters in range(1, k + 1):
