@@ -242,8 +242,10 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         mutual information between paired samples, which favours clusters of
         equal size, as the IIC objective does; it is better when the
         clusters are known to be about equally large (digits as features)
-        and worse when they are not. See the user guide's section on cluster
-        sizes, and docs/benchmarks/tabular.md and imbalance.md.
+        and worse when they are not, and it is much slower for hundreds of
+        micro-clusters. See the user guide's section on cluster sizes,
+        docs/benchmarks/tabular.md and imbalance_variants.md, and the
+        benchmarks page's section on micro-clusters for the cost.
 
     overclustering : float, default=0
         If positive, an auxiliary head with ``round(overclustering *
