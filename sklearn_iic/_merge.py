@@ -86,7 +86,7 @@ def merge_tree(joint, linkage="cosine"):
 
 
 def _cosine_merges(P):
-    """Rows ``(a, b)``, ``a < b``, merged at each step by the cosine: b joins a. Changes ``P``."""
+    """Rows ``(a, b)``, ``a < b``, merged at each step by the cosine (b joins a). Changes ``P``."""
     k = P.shape[0]
     active = np.ones(k, dtype=bool)
     scale = np.sqrt(np.maximum(np.diag(P), _TINY))
@@ -117,9 +117,9 @@ def _pairwise_xlogx_sums(P, rows):
 
 
 def _information_merges(P):
-    """Rows ``(a, b)``, ``a < b``, merged at each step by the least loss of ``I(z; z')``. Changes ``P``.
+    """Rows ``(a, b)``, ``a < b``, merged at each step by the least loss of ``I(z; z')``.
 
-    The mutual information changes only through the merged rows and columns,
+    Changes ``P``. The mutual information changes only through the merged rows and columns,
     so the loss of every candidate merge is kept up to date in ``O(k^2)`` per
     step, ``O(k^3)`` in all.
     """
