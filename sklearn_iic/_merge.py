@@ -119,9 +119,9 @@ def _pairwise_xlogx_sums(P, rows):
 def _information_merges(P):
     """Rows ``(a, b)``, ``a < b``, merged at each step by the least loss of ``I(z; z')``.
 
-    Changes ``P``. The mutual information changes only through the merged rows and columns,
-    so the loss of every candidate merge is kept up to date in ``O(k^2)`` per
-    step, ``O(k^3)`` in all.
+    Changes ``P``. The mutual information changes only through the merged
+    rows and columns, so the loss of every candidate merge is kept up to date
+    in ``O(k^2)`` per step, ``O(k^3)`` in all.
     """
     k = P.shape[0]
     # I(z; z') = sum xlogx(P) - 2 sum xlogx(marginal) for a symmetric joint;
