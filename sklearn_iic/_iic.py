@@ -297,7 +297,9 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
     tol : float or None, default=1e-3
         Tolerance of the convergence test: training stops once the epoch's
         mean loss has not fallen below its best by at least ``tol`` for
-        ``n_iter_no_change`` epochs in a row. ``None`` always runs
+        ``n_iter_no_change`` epochs in a row; epochs whose paired samples
+        share almost no information, the uninformative start IIC can rest on,
+        are not counted. ``None`` always runs
         ``n_epochs``. When ``n_epochs`` is an integer, a
         :class:`~sklearn.exceptions.ConvergenceWarning` says when the epochs
         ran out first; the automatic budget of ``n_epochs="auto"`` ends

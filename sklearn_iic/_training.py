@@ -349,29 +349,6 @@ class Callback:
         pass
 
 
-class Convergence(Callback):
-    """Stop once the epoch loss has not improved on its best by ``tol`` for ``patience`` epochs.
-
-    As scikit-learn's MLP and SGD estimators do with ``tol`` and
-    ``n_iter_no_change``; ``tol=None`` never stops early.
-    """
-
-    def __init__(self, tol, patience):
-        self.tol, self.patience = tol, patience
-        self.best, self.stale = math.inf, 0
-
-    def converged(self, loss):
-        if self.tol is None:
-            return False
-        self.stale = self.stale + 1 if loss > self.best - self.tol else 0
-        self.best = min(self.best, loss)
-        return self.stale >= self.patience
-
-    def on_epoch_end(self, loop, epoch, loss):
-        if self.converged(loss):
-            loop.converged = loop.stop_training = True
-
-
 class EpochStatistics(Callback):
     """The first main sub-head's pairs over each epoch: mutual information and cluster sizes.
 
@@ -394,6 +371,49 @@ class EpochStatistics(Callback):
         joint, sizes = loop.group.sum([self.joint, self.sizes])
         self.information = -float(loss_from_joint(normalize_joint(joint)))
         self.counts = sizes.sort(descending=True).values.tolist()
+
+
+# Paired samples share almost no information while the network rests on the
+# independent, uniform assignment IIC can sit on for a hundred steps and more
+# before it finds structure; epochs below this many nats are not counted by
+# the convergence test (docs/benchmarks.rst, "Patience").
+_UNINFORMED_NATS = 0.01
+
+
+class Convergence(EpochStatistics):
+    """Stop once the epoch loss has not improved on its best by ``tol`` for ``patience`` epochs.
+
+    As scikit-learn's MLP and SGD estimators do with ``tol`` and
+    ``n_iter_no_change``; ``tol=None`` never stops early. An epoch whose
+    pairs share less than ``_UNINFORMED_NATS`` of mutual information (of the
+    first main sub-head, as :class:`EpochStatistics` measures it) is not
+    counted: a plateau of the uninformative start is not convergence.
+    """
+
+    def __init__(self, tol, patience):
+        self.tol, self.patience = tol, patience
+        self.best, self.stale = math.inf, 0
+
+    def converged(self, loss, information=math.inf):
+        if self.tol is None:
+            return False
+        if loss <= self.best - self.tol:
+            self.stale = 0
+        elif information >= _UNINFORMED_NATS:
+            self.stale += 1
+        self.best = min(self.best, loss)
+        return self.stale >= self.patience
+
+    def on_batch_end(self, loop, step):
+        if self.tol is not None:
+            super().on_batch_end(loop, step)
+
+    def on_epoch_end(self, loop, epoch, loss):
+        if self.tol is None:
+            return
+        super().on_epoch_end(loop, epoch, loss)
+        if self.converged(loss, self.information):
+            loop.converged = loop.stop_training = True
 
 
 # Cluster sizes printed per epoch by verbose fits.

@@ -106,6 +106,34 @@ def test_convergence_rule_counts_epochs_without_improvement():
     assert not any(never.converged(x) for x in (1.0, 1.0, 1.0))
 
 
+def test_convergence_rule_does_not_count_the_uninformative_start():
+    # A plateau where paired samples share no information is where IIC rests
+    # before it finds structure: it never ends training, however long.
+    rule = Convergence(tol=0.1, patience=2)
+    start = [rule.converged(-3.9, information=1e-4) for _ in range(10)]
+    assert not any(start)
+    # Once informative, epochs without improvement count again...
+    assert [rule.converged(-5.0, 1.5), rule.converged(-5.0, 1.5), rule.converged(-5.0, 1.5)] == [
+        False, False, True
+    ]
+    # ...and an uninformative epoch between them neither counts nor resets.
+    rule = Convergence(tol=0.1, patience=2)
+    assert [rule.converged(x, i) for x, i in ((-5.0, 1.5), (-5.0, 1.5), (-5.0, 0.0), (-5.0, 1.5))
+            ] == [False, False, False, True]
+
+
+def test_fit_loop_measures_information_for_the_convergence_test():
+    sampler, generator = blobs_sampler()
+    torch.manual_seed(0)
+    heads = Heads(3, 0, 2)
+    network = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, heads.n_outputs))
+    rule = Convergence(tol=1e-3, patience=1000)
+    TrainingLoop(network, sampler, heads, batch_size=40, n_epochs=20, learning_rate=0.01,
+                 lamb=1.0, generator=generator, callbacks=[rule]).fit()
+    # Three blobs are learnt in 60 steps: the first sub-head's pairs are informative.
+    assert rule.information > 0.1
+    assert sum(rule.counts) == sampler.n_samples
+
 def test_non_finite_loss_raises_before_the_step():
     sampler, generator = blobs_sampler()
     sampler.perturbation = lambda x, g: x * float("nan")
