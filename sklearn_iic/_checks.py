@@ -4,6 +4,8 @@ import inspect
 
 import torch
 
+from ._runtime import GlobalStream
+
 
 def check_tensor(value, *, who, shape, dtype, device):
     """Raise a TypeError or ValueError naming ``who`` unless ``value`` is the tensor expected."""
@@ -30,8 +32,10 @@ def _dtype_name(dtype):
 def check_perturbation(perturbation, probe):
     """Call ``perturbation`` once on ``probe`` rows and check what it returns.
 
-    The call draws from a throwaway generator and inside a forked torch RNG,
-    so that checking changes neither the fit's random streams nor the caller's.
+    The call draws from a throwaway generator, and from torch's global
+    generators only inside a section that leaves them as they were, so that
+    checking changes neither the fit's random streams nor the caller's.
+    Returns whether the call drew from torch's global generators.
     """
     try:
         inspect.signature(perturbation).bind(probe, None)
@@ -42,15 +46,19 @@ def check_perturbation(perturbation, probe):
         ) from None
     except ValueError:  # no signature to read (some builtins): the call below tells
         pass
-    devices = [probe.device.index or 0] if probe.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    out = []
+
+    def call():
         generator = torch.Generator(device=probe.device).manual_seed(0)
         try:
-            out = perturbation(probe.clone(), generator)
+            out.append(perturbation(probe.clone(), generator))
         except Exception as exc:
             raise ValueError(
                 f"perturbation {perturbation!r} failed on a batch of shape "
                 f"{tuple(probe.shape)}: {type(exc).__name__}: {exc}"
             ) from exc
-    check_tensor(out, who=f"perturbation {perturbation!r}", shape=probe.shape,
+
+    draws = GlobalStream(0, probe.device).draws(call)
+    check_tensor(out[0], who=f"perturbation {perturbation!r}", shape=probe.shape,
                  dtype=probe.dtype, device=probe.device)
+    return draws

@@ -38,10 +38,10 @@ from ._input import (
 )
 from ._loss import normalized_mutual_information
 from ._merge import choose_head, cut_tree, merge_matrix, merged_joint, rank_by_size
-from ._networks import build_network
+from ._networks import build_network, run_in_training_mode
 from ._pairs import PairSampler, nearest_neighbors, neighbors_among, random_rows
 from ._plan import make_plan, shift_distance, step_work
-from ._runtime import available_or_cpu, inference_threads, runtime, thread_limit
+from ._runtime import GlobalStream, inference_device, inference_threads, runtime, thread_limit
 from ._training import Convergence, ProgressReport, TrainingLoop
 from ._whitening import local_whitening
 
@@ -318,8 +318,12 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         Adam's learning rate.
 
     device : str or torch.device, default="auto"
-        ``"auto"`` uses CUDA when available and the CPU otherwise; any torch
-        device string is accepted.
+        ``"auto"`` uses CUDA when available and the CPU otherwise; ``"cpu"``,
+        ``"cuda"`` and ``"cuda:N"`` (N below the number of GPUs) are
+        accepted. A resource setting, like ``n_jobs`` elsewhere: ``predict``,
+        ``transform`` and ``score`` run where its current value says (the
+        CPU, for a model fitted on a GPU, on a machine without one). On a
+        GPU, cuDNN uses its deterministic algorithms during the fit.
 
     compile : bool or dict, default=False
         Train through :func:`torch.compile` of the network (a dict is passed
@@ -587,16 +591,19 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
             X, input_shape = self._validated_training_input(X)
             plan = group.agree_on_plan(self._make_plan(X, input_shape), X)
             X, scaling = _scaled(X, input_shape, plan)
-            with runtime(plan.n_threads, seed=plan.seed, device=plan.device):
+            with runtime(plan.n_threads, plan.device):
                 X_tensor = as_tensor(X, plan.input_shape, plan.device, scaling)
                 generator = torch.Generator(device=plan.device).manual_seed(plan.seed)
-                network, sampler = self._network_and_pairs(X_tensor, plan, generator)
+                stream = GlobalStream(plan.seed, plan.device)
+                network, sampler, draws = self._network_and_pairs(X_tensor, plan, generator, stream)
+                plan = dataclasses.replace(plan, global_draws=draws)
                 group.checkpoint(network=network.state_dict(), neighbors=sampler.neighbors)
-                with _phase("fit.train"):
-                    training = self._training_loop(network, sampler, plan, generator, group)
-                    training.fit()
-                merged = _merge(network, sampler, plan)
-                labels = _label(network, X_tensor, plan, merged)
+                with _global_draws(plan, stream):
+                    with _phase("fit.train"):
+                        training = self._training_loop(network, sampler, plan, generator, group)
+                        training.fit()
+                    merged = _merge(network, sampler, plan)
+                    labels = _label(network, X_tensor, plan, merged)
                 pool = _draw_score_pool(sampler.X, plan) if plan.uses_neighbors else None
             rank = rank_by_size(labels, merged.n_clusters)
             # Inside the transaction: warnings turned into errors fail the fit whole.
@@ -642,18 +649,25 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
                 ),
             )
 
-    def _network_and_pairs(self, X, plan, generator):
-        """The network to train, and the sampler of the pairs it trains on.
+    def _network_and_pairs(self, X, plan, generator, stream):
+        """The network to train, the sampler of the pairs it trains on, and whether they draw.
 
-        The network and the perturbation are tried on a few rows first. Then
+        The network is built from ``stream`` (its weights initialised from
+        torch's global generators, as torch's layers do), then it and the
+        perturbation are tried on a few rows; the third value tells whether
+        either draws from torch's global generators while training. Then
         ``generator`` draws the rows trained on (``max_samples``), the
         whitening, which then feeds the network, and the neighbours.
         """
         with _phase("fit.network"):
             probe = X[:_PROBE_ROWS]
-            network = build_network(self.network, plan.input_shape, plan.heads.n_outputs, probe)
+            with stream.section():
+                network = build_network(
+                    self.network, plan.input_shape, plan.heads.n_outputs, probe
+                )
+            draws = stream.draws(lambda: run_in_training_mode(network, probe))
             if plan.perturbation is not None:
-                check_perturbation(plan.perturbation, probe)
+                draws = check_perturbation(plan.perturbation, probe) or draws
         if plan.n_train_samples < X.shape[0]:
             X = X[random_rows(X.shape[0], plan.n_train_samples, generator)]
         whitening = neighbors = None
@@ -668,7 +682,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
             X, perturbation=plan.perturbation, neighbors=neighbors, n_repeats=plan.n_repeats,
             generator=generator, perturb_x=plan.perturb_x,
         )
-        return network, sampler
+        return network, sampler, draws
 
     def _training_loop(self, network, sampler, plan, generator, group):
         """The loop that ``fit`` trains the network with: the override point of training.
@@ -717,7 +731,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         """Probabilities of X's micro-clusters summed into ``n_clusters`` by ``groups``."""
         X = self._validate_fitted_input(X)
         plan = self._plan
-        device = available_or_cpu(plan.device)
+        device = inference_device(self.device)
         # Convert X batch by batch: predicting never holds a full copy of it.
         rows = prediction_batch_size(plan.n_features)
         batches = (
@@ -728,7 +742,7 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         merge = merge_matrix(groups, n_clusters, device)
         work = step_work(plan.input_shape, X.shape[0], plan.heads.n_outputs)
         n_threads = inference_threads(work) if device.type == "cpu" else 1
-        with runtime(n_threads), _phase("predict"):
+        with runtime(n_threads, device), _phase("predict"):
             proba = merged_probabilities(
                 self._network_on(device), batches, plan.heads, self.best_head_, merge
             )
@@ -836,10 +850,10 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         if X.shape[0] < 2:
             raise ValueError(f"score needs at least 2 samples to pair; got n_samples={X.shape[0]}.")
         plan = self._plan
-        device = available_or_cpu(plan.device)
+        device = inference_device(self.device)
         network = self._network_on(device)
         n_threads = min(plan.n_threads, thread_limit())
-        with runtime(n_threads, seed=plan.seed, device=device), _phase("score"):
+        with runtime(n_threads, device), _phase("score"):
             X_tensor = as_tensor(self._znormalised(X), plan.input_shape, device, self._scaling())
             generator = torch.Generator(device=device).manual_seed(plan.seed)
             neighbors = pool = None
@@ -852,10 +866,11 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
                 n_repeats=plan.n_repeats, generator=generator, pool=pool,
                 perturb_x=plan.perturb_x,
             )
-            (joint,) = pair_joints(
-                network, sampler, plan.heads, plan.eval_batch_size,
-                plan.passes_for(X.shape[0]), subheads=[self.best_head_],
-            )
+            with _global_draws(plan, GlobalStream(plan.seed, device)):
+                (joint,) = pair_joints(
+                    network, sampler, plan.heads, plan.eval_batch_size,
+                    plan.passes_for(X.shape[0]), subheads=[self.best_head_],
+                )
         return normalized_mutual_information(
             merged_joint(joint, self.merge_map_, self.n_clusters_)
         )
@@ -903,6 +918,16 @@ def _scaled(X, input_shape, plan):
     if plan.znormalize:
         X = znormalise_series(X, input_shape)
     return X, feature_scaling(X, plan.input_shape) if plan.standardize else None
+
+
+def _global_draws(plan, stream):
+    """A section of ``stream`` if the fit draws from torch's global generators, else nothing.
+
+    Such a fit holds their lock (:class:`~sklearn_iic._runtime.GlobalStream`)
+    while it trains and pairs; the default networks and perturbations draw
+    only from the fit's own generators, and fits of them run side by side.
+    """
+    return stream.section() if plan.global_draws else contextlib.nullcontext()
 
 
 @dataclasses.dataclass

@@ -276,3 +276,26 @@ def build_network(network, input_shape, n_outputs, probe):
     check_tensor(out, who="The network", shape=(probe.shape[0], n_outputs),
                  dtype=probe.dtype, device=probe.device)
     return network
+
+
+def run_in_training_mode(network, probe):
+    """Run ``network`` on ``probe`` in training mode, leaving its buffers and mode as they were.
+
+    Tells whether training draws random numbers (dropout), which a forward
+    pass in eval mode does not.
+    """
+    buffers = [buffer.clone() for buffer in network.buffers()]
+    network.train()
+    try:
+        with torch.no_grad():
+            network(probe)
+    except Exception as exc:
+        raise ValueError(
+            f"The network failed in training mode on a batch of shape {tuple(probe.shape)}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        network.eval()
+        with torch.no_grad():
+            for buffer, saved in zip(network.buffers(), buffers):
+                buffer.copy_(saved)

@@ -123,7 +123,9 @@ class Plan:
     forward pass when joints are summed over several passes of the data.
     ``linkage``: the merge of micro-clusters. ``automatic_epochs``:
     ``n_epochs`` was ``"auto"``, so running out of epochs is the plan, not a
-    sign of unfinished training.
+    sign of unfinished training. ``global_draws``: the network or the
+    perturbation draws from torch's global generators while training, found
+    when the network is built (``False`` until then).
     """
 
     n_clusters: int
@@ -154,6 +156,7 @@ class Plan:
     joint_passes: int
     compile: object
     verbose: int
+    global_draws: bool = False
 
     @property
     def uses_neighbors(self):

@@ -15,6 +15,7 @@ and a fit or a prediction runs many times slower than on one thread.
 
 import contextlib
 import os
+import threading
 import time
 
 import joblib
@@ -37,30 +38,48 @@ _LOAD_INTERVAL = 0.05
 
 def resolve_device(device):
     """Turn the ``device`` parameter into an available :class:`torch.device`."""
+    device = _parse_device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={str(device)!r} was requested but CUDA is not available; "
+                "use device='auto' or 'cpu'."
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(
+                f"device={str(device)!r} names GPU {device.index}, but this machine has "
+                f"{count} GPU{'s' if count > 1 else ''} (cuda:0 to cuda:{count - 1})."
+            )
+    return device
+
+
+def inference_device(device):
+    """The ``device`` parameter for inference: as for training, else the CPU without a GPU.
+
+    ``device`` is a resource setting, read at each call: a model fitted on a
+    GPU predicts where the current parameter says, and on the CPU of a
+    machine that has no GPU.
+    """
+    if _parse_device(device).type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return resolve_device(device)
+
+
+def _parse_device(device):
+    """``device`` as a :class:`torch.device` of a supported type ("auto" resolved)."""
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"device={device!r} is not a valid torch device: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={str(device)!r} was requested but CUDA is not available; "
-            "use device='auto' or 'cpu'."
-        )
     # Not MPS: the whitening computes in float64, which MPS lacks.
     if device.type not in ("cpu", "cuda"):
         raise ValueError(
             f"device={str(device)!r} is not supported; IICClustering trains on 'cpu' "
             "or 'cuda' devices."
         )
-    return device
-
-
-def available_or_cpu(device):
-    """``device`` if this machine has it, else the CPU: a model fitted on a GPU runs anywhere."""
-    if device.type == "cuda" and not torch.cuda.is_available():
-        return torch.device("cpu")
     return device
 
 
@@ -132,55 +151,182 @@ def _flushing_denormals():
 
 
 @contextlib.contextmanager
-def runtime(n_threads, seed=None, device=None):
-    """Run torch with ``n_threads`` threads and denormal floats flushed to zero, then restore.
+def runtime(n_threads, device=None):
+    """Run this thread's torch work on ``n_threads`` threads, denormals flushed, then restore.
 
     Denormals (floats below 1.2e-38, which tiny probabilities and their
     gradients reach) are far slower on some x86 CPUs: on one machine they
     slowed a fit with an overclustering head several times
     (docs/scaling.rst, "Denormals"; docs/benchmarks/threads.md). The mode is
     set for the calling thread, where single-threaded work runs; torch's
-    worker threads keep their own. With ``seed``, torch's global generator
-    is also seeded for the block (see :func:`local_torch_rng`). The
-    caller's thread count, denormal mode and random state are restored
-    afterwards.
+    worker threads keep their own. On a GPU, cuDNN is held to deterministic
+    algorithms (:data:`_DETERMINISTIC_CUDNN`). Nothing another thread can
+    observe changes (:func:`torch_threads`), and the caller's settings are
+    restored afterwards.
     """
     flushing = _flushing_denormals()
     torch.set_flush_denormal(True)
     try:
-        with torch_threads(n_threads):
-            if seed is None:
-                yield
-            else:
-                with local_torch_rng(seed, device):
-                    yield
+        with torch_threads(n_threads), _deterministic(device):
+            yield
     finally:
         torch.set_flush_denormal(flushing)
 
 
+# torch's thread count is two settings: each thread's own (OpenMP's, which its
+# operations use) and a process-wide one, which a thread takes as its own the
+# first time it runs torch. torch.set_num_threads sets both.
+_THREADS_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def torch_threads(n_threads):
-    """Run with ``n_threads`` intra-op threads, restoring the previous number."""
+    """Run this thread's torch operations on ``n_threads`` threads, then restore its number.
+
+    Only the calling thread's number changes: the process-wide number, which
+    threads that start to use torch take (such as a concurrent fit's), stays
+    what the caller set, so fits running side by side in threads neither
+    see nor leave each other's settings.
+    """
     previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
+    _set_own_threads(n_threads)
     try:
         yield
     finally:
-        torch.set_num_threads(previous)
+        _set_own_threads(previous)
 
 
-@contextlib.contextmanager
-def local_torch_rng(seed, device):
-    """Seed torch for the block and restore the global RNG state afterwards.
+def _set_own_threads(n_threads):
+    if n_threads == torch.get_num_threads():
+        return
+    with _THREADS_LOCK:
+        # A new thread reads the process-wide number and writes it back,
+        # leaving this thread's own. Threads that first use torch inside this
+        # section (microseconds) may still take n_threads.
+        process = _in_new_thread(torch.get_num_threads)
+        torch.set_num_threads(n_threads)
+        if process != n_threads:
+            _in_new_thread(torch.set_num_threads, process)
 
-    Modules built and trained inside (weight initialisation, dropout) are then
-    reproducible, and the caller's global torch RNG is neither read nor changed.
+
+def _in_new_thread(function, *args):
+    result = []
+    thread = threading.Thread(target=lambda: result.append(function(*args)))
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+class _SharedSetting:
+    """A process-wide setting held at one value while any fit needs it.
+
+    The first fit to enter saves the caller's value and sets the fit's; the
+    last to leave restores the caller's. Every fit holds the same value, so
+    fits running side by side in threads agree on it.
     """
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        # Only the generators that fork_rng restores: torch.manual_seed would
-        # also reseed every other GPU's generator, and leave it reseeded.
-        torch.default_generator.manual_seed(seed)
-        for index in devices:
-            torch.cuda.default_generators[index].manual_seed(seed)
-        yield
+
+    def __init__(self, get, set_):
+        self._get, self._set = get, set_
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._saved = None
+
+    @contextlib.contextmanager
+    def held(self, value):
+        with self._lock:
+            if self._holders == 0:
+                self._saved = self._get()
+                self._set(value)
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holders -= 1
+                if self._holders == 0:
+                    self._set(self._saved)
+
+
+def _cudnn_flags():
+    return torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+
+
+def _set_cudnn_flags(flags):
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = flags
+
+
+# cuDNN's fastest convolution algorithms (benchmarked per shape, or
+# accumulating with atomics) may differ from run to run; its deterministic
+# ones give the same floats, so the same labels, for the same random_state.
+# (deterministic, benchmark) while any fit runs on a GPU.
+_DETERMINISTIC_CUDNN = _SharedSetting(_cudnn_flags, _set_cudnn_flags)
+
+
+def _deterministic(device):
+    if device is None or device.type != "cuda":
+        return contextlib.nullcontext()
+    return _DETERMINISTIC_CUDNN.held((True, False))
+
+
+# Serialises the sections that use torch's global generators, which every
+# thread of the process shares (a fit's weight initialisation, and whatever
+# draws from them in a user's network or perturbation).
+_GLOBAL_RNG_LOCK = threading.RLock()
+
+
+class GlobalStream:
+    """torch's global generators as a stream of one fit's own, seeded from ``seed``.
+
+    Inside :meth:`section`, torch's global generators (of the CPU and of
+    ``device``) continue this stream; afterwards they are as the caller left
+    them, and another section resumes the stream where the last one ended.
+    Sections of every stream of the process are serialised by one lock:
+    other threads' fits neither read nor move this stream.
+    """
+
+    def __init__(self, seed, device):
+        self.seed = seed
+        self.devices = [device.index or 0] if device.type == "cuda" else []
+        self.states = None
+
+    @contextlib.contextmanager
+    def section(self):
+        with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=self.devices):
+            if self.states is None:
+                # Only the generators that fork_rng restores: torch.manual_seed
+                # would also reseed every other GPU's generator, and leave it so.
+                torch.default_generator.manual_seed(self.seed)
+                for index in self.devices:
+                    torch.cuda.default_generators[index].manual_seed(self.seed)
+            else:
+                self._set_states(self.states)
+            try:
+                yield
+            finally:
+                self.states = self._get_states()
+
+    def _get_states(self):
+        return [torch.get_rng_state()] + [torch.cuda.get_rng_state(i) for i in self.devices]
+
+    def _set_states(self, states):
+        torch.set_rng_state(states[0])
+        for index, state in zip(self.devices, states[1:]):
+            torch.cuda.set_rng_state(state, index)
+
+    def draws(self, function):
+        """Call ``function`` in a section; whether it drew from the global generators.
+
+        The call's draws are not kept: the stream is where it was before.
+        """
+        with self.section():
+            before = self._get_states()
+            try:
+                function()
+                return any(not torch.equal(a, b) for a, b in zip(before, self._get_states()))
+            finally:
+                self._set_states(before)
+
+
+def local_torch_rng(seed, device):
+    """A section of a new :class:`GlobalStream`: torch's global generators seeded for the block."""
+    return GlobalStream(seed, device).section()

@@ -244,15 +244,35 @@ class TrainingLoop:
         """A step per batch of a fresh order of the samples; returns the mean main-head loss.
 
         Each step draws the pairs of the step after it (:meth:`train_step`).
+        The steps wait for no result of the device: whether every loss was
+        finite is read with the epoch's loss, once the epoch is done. If one
+        was not, the weights are put back as they were when the epoch began,
+        and a FloatingPointError is raised.
         """
         batches = _epoch_batches(self.sampler.n_samples, self.batch_size, self.generator)
+        start = [tensor.detach().clone() for tensor in self._state()]
+        self.finite = True
         pairs = self.draw(batches[0])
         total = 0.0
         with self.group.steps():
             for following in [*batches[1:], None]:
                 main_loss, pairs = self.train_step(*pairs, following)
                 total = total + main_loss
-        return float(total) / len(batches)
+        finite = torch.as_tensor(self.finite, dtype=total.dtype)
+        total, finite = torch.stack([total, finite]).tolist()
+        if not finite:
+            with torch.no_grad():
+                for tensor, saved in zip(self._state(), start):
+                    tensor.copy_(saved)
+            raise FloatingPointError(
+                f"The IIC loss became non-finite at epoch {self.epoch + 1}. Try a lower "
+                "learning_rate, a weaker perturbation, or standardising the input."
+            )
+        return total / len(batches)
+
+    def _state(self):
+        """The network's parameters and buffers: what a step changes."""
+        return [*self.network.parameters(), *self.network.buffers()]
 
     def draw(self, indices):
         """The pairs ``(x, partner)`` of the samples ``indices``."""
@@ -276,6 +296,8 @@ class TrainingLoop:
         with self.group.deferring_errors():
             self.notify("on_batch_begin")
         step = self.compute_loss(*self.group.share(x, partner))
+        # On the device: no step waits to learn whether its loss was finite.
+        self.finite = torch.isfinite(step.loss.detach()) & self.finite
         self.optimizer_.zero_grad(set_to_none=True)
         step.loss.backward()
         pairs = None
@@ -292,8 +314,8 @@ class TrainingLoop:
         """Forward pass of a batch of pairs and the IIC loss of every head: a :class:`Step`.
 
         Each head's ``p.T @ p'`` is summed over ranks (``group.sum_joints``)
-        before its loss. Raises FloatingPointError when the loss is not
-        finite, before the weights take a non-finite update.
+        before its loss. A non-finite loss is noted by :meth:`train_step` and
+        raised at the end of the epoch (:meth:`run_epoch`).
         """
         logits, partner_logits = pair_logits(self.forward, x, partner)
         probs = self.heads.probabilities(logits)
@@ -305,11 +327,6 @@ class TrainingLoop:
         loss = main_loss
         if len(losses) > n_main:
             loss = loss + torch.stack(losses[n_main:]).mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"The IIC loss became non-finite at epoch {self.epoch + 1}. Try a lower "
-                "learning_rate, a weaker perturbation, or standardising the input."
-            )
         return Step(probs, partner_probs, losses, main_loss, loss)
 
     def notify(self, hook, *args):
@@ -355,22 +372,29 @@ class EpochStatistics(Callback):
     After each epoch, ``information`` holds the mutual information
     ``I(z; z')`` of the epoch's pairs in nats, and ``counts`` the samples of
     each cluster (by their most likely one), largest first; trained
-    data-parallel, of the pairs of every rank.
+    data-parallel, of the pairs of every rank. Both are summed on the
+    device step by step and read together once an epoch.
     """
 
     def on_epoch_begin(self, loop, epoch):
         self.joint = 0.0
-        self.sizes = 0
+        self.sizes = torch.zeros(loop.heads.main_size, dtype=torch.int64,
+                                 device=loop.generator.device)
 
     def on_batch_end(self, loop, step):
         p, q = step.probs[0].detach(), step.partner_probs[0].detach()
         self.joint = self.joint + p.T @ q
-        self.sizes = self.sizes + torch.bincount(p.argmax(dim=1), minlength=loop.heads.main_size)
+        # Not bincount, which reads the largest label back from the device.
+        labels = p.argmax(dim=1)
+        self.sizes = self.sizes.index_add(0, labels, torch.ones_like(labels))
 
     def on_epoch_end(self, loop, epoch, loss):
         joint, sizes = loop.group.sum([self.joint, self.sizes])
-        self.information = -float(loss_from_joint(normalize_joint(joint)))
-        self.counts = sizes.sort(descending=True).values.tolist()
+        information = -loss_from_joint(normalize_joint(joint))
+        # One read from the device for both.
+        counts = sizes.sort(descending=True).values
+        values = torch.cat([information.reshape(1).double(), counts.double()]).tolist()
+        self.information, self.counts = values[0], [int(n) for n in values[1:]]
 
 
 # Paired samples share almost no information while the network rests on the

@@ -389,6 +389,43 @@ def test_cuda_requested_without_cuda(blobs):
         IICClustering(n_clusters=3, device="cuda", n_epochs=1).fit(blobs[0])
 
 
+def test_predict_runs_where_the_device_parameter_now_says(blobs):
+    X, _ = blobs
+    model = IICClustering(n_clusters=3, device="cpu", **FAST).fit(X)
+    proba, score = model.predict_proba(X), model.score(X)
+    # A GPU requested where there is none (a GPU model in a CPU process): the CPU.
+    other = "cpu" if torch.cuda.is_available() else "cuda"
+    model.set_params(device=other)
+    np.testing.assert_allclose(model.predict_proba(X), proba, atol=1e-5)
+    assert model.score(X) == pytest.approx(score, abs=1e-5)
+    with pytest.raises(ValueError, match="not a valid torch device"):
+        model.set_params(device="quantum").predict(X)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_predict_follows_the_device_parameter(blobs):
+    X, _ = blobs
+    model = IICClustering(n_clusters=3, device="cuda", **FAST).fit(X)
+    on_gpu = model.predict_proba(X)
+    allocated = torch.cuda.memory_allocated()
+    on_cpu = model.set_params(device="cpu").predict_proba(X)
+    # Nothing was put on the GPU to predict on the CPU.
+    assert torch.cuda.memory_allocated() == allocated
+    np.testing.assert_allclose(on_cpu, on_gpu, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fits_of_images_give_the_same_labels_twice(digits):
+    X, _ = digits
+    images = X[:600].reshape(-1, 8, 8)
+    first, second = (
+        IICClustering(n_clusters=10, device="cuda", n_epochs=5, random_state=0).fit(images)
+        for _ in range(2)
+    )
+    np.testing.assert_array_equal(first.labels_, second.labels_)
+    assert first.loss_curve_ == second.loss_curve_
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_fit_keeps_network_on_cpu(blobs):
     X, y = blobs

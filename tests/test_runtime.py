@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sklearn_iic._runtime import (
-    available_or_cpu,
+    inference_device,
     local_torch_rng,
     resolve_device,
     seed_from,
@@ -19,10 +19,22 @@ def test_resolve_device():
         resolve_device("gpu")
 
 
-def test_available_or_cpu():
-    assert available_or_cpu(torch.device("cpu")) == torch.device("cpu")
+def test_inference_device_falls_back_to_the_cpu_without_a_gpu():
+    assert inference_device("cpu") == torch.device("cpu")
+    assert inference_device("auto") == resolve_device("auto")
     if not torch.cuda.is_available():
-        assert available_or_cpu(torch.device("cuda")) == torch.device("cpu")
+        assert inference_device("cuda") == torch.device("cpu")
+        assert inference_device(torch.device("cuda", 3)) == torch.device("cpu")
+    with pytest.raises(ValueError, match="not a valid torch device"):
+        inference_device("gpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_gpu_beyond_those_present_is_refused_with_their_number():
+    count = torch.cuda.device_count()
+    with pytest.raises(ValueError, match=f"names GPU {count}, but this machine has {count} GPU"):
+        resolve_device(f"cuda:{count}")
+    assert inference_device(f"cuda:{count - 1}") == torch.device("cuda", count - 1)
 
 
 def test_seed_from_leaves_the_global_numpy_state():

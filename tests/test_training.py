@@ -6,7 +6,13 @@ from torch import nn
 from sklearn_iic._heads import Heads
 from sklearn_iic._loss import iic_loss
 from sklearn_iic._pairs import PairSampler
-from sklearn_iic._training import Callback, Convergence, TrainingLoop, pair_logits
+from sklearn_iic._training import (
+    Callback,
+    Convergence,
+    TrainingLoop,
+    batches_per_epoch,
+    pair_logits,
+)
 
 
 def test_heads_layout():
@@ -134,7 +140,7 @@ def test_fit_loop_measures_information_for_the_convergence_test():
     assert rule.information > 0.1
     assert sum(rule.counts) == sampler.n_samples
 
-def test_non_finite_loss_raises_before_the_step():
+def test_non_finite_loss_raises_with_the_weights_of_the_epochs_start():
     sampler, generator = blobs_sampler()
     sampler.perturbation = lambda x, g: x * float("nan")
     network = nn.Linear(2, 3)
@@ -143,6 +149,28 @@ def test_non_finite_loss_raises_before_the_step():
         train(network, sampler, Heads(3, 0, 1), batch_size=60, n_epochs=3,
               learning_rate=0.01, lamb=1.0, generator=generator)
     assert torch.equal(network.weight, before)
+
+
+def test_non_finite_loss_in_a_later_epoch_keeps_the_weights_that_epoch_began_with():
+    sampler, generator = blobs_sampler()
+    calls = []
+
+    def breaks_in_the_second_epoch(x, g):
+        calls.append(len(x))
+        return x * float("nan") if len(calls) > batches_per_epoch(sampler.n_samples, 60) else x
+
+    sampler.perturbation = breaks_in_the_second_epoch
+
+    class WeightsAtEpochBegin(Callback):
+        def on_epoch_begin(self, loop, epoch):
+            self.weight = loop.network.weight.detach().clone()
+
+    network, seen = nn.Linear(2, 3), WeightsAtEpochBegin()
+    with pytest.raises(FloatingPointError, match="non-finite at epoch 2"):
+        TrainingLoop(network, sampler, Heads(3, 0, 1), batch_size=60, n_epochs=3,
+                     learning_rate=0.01, lamb=1.0, generator=generator, callbacks=[seen]).fit()
+    assert torch.isfinite(network.weight).all()
+    assert torch.equal(network.weight, seen.weight)
 
 
 class Recorder(Callback):
@@ -211,9 +239,11 @@ def test_on_exception_replaces_on_train_end():
                         lamb=1.0, generator=generator, callbacks=[recorder, object()])
     with pytest.raises(FloatingPointError):
         loop.fit()
-    assert [call[0] for call in recorder.calls] == [
-        "train_begin", "epoch_begin", "batch_begin", "exception"
-    ]
+    # Detected with the epoch's loss, after its steps and before its end.
+    names = [call[0] for call in recorder.calls]
+    n_steps = batches_per_epoch(sampler.n_samples, 60)
+    assert names == ["train_begin", "epoch_begin", *["batch_begin", "batch_end"] * n_steps,
+                     "exception"]
     assert recorder.calls[-1] == ("exception", "FloatingPointError")
 
 
