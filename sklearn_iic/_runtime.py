@@ -189,24 +189,29 @@ def torch_threads(n_threads):
     see nor leave each other's settings.
     """
     previous = torch.get_num_threads()
-    _set_own_threads(n_threads)
+    if n_threads == previous:
+        yield
+        return
+    process = _set_own_threads(n_threads)
     try:
         yield
     finally:
-        _set_own_threads(previous)
+        _set_own_threads(previous, process)
 
 
-def _set_own_threads(n_threads):
-    if n_threads == torch.get_num_threads():
-        return
+def _set_own_threads(n_threads, process=None):
+    """Set this thread's number, keep the process-wide one (read if not given); return it."""
     with _THREADS_LOCK:
-        # A new thread reads the process-wide number and writes it back,
-        # leaving this thread's own. Threads that first use torch inside this
-        # section (microseconds) may still take n_threads.
-        process = _in_new_thread(torch.get_num_threads)
+        # A new thread reads the process-wide number, another writes it back,
+        # leaving this thread's own (two thread starts: a few milliseconds on
+        # a busy machine). Threads that first use torch inside this section
+        # may still take n_threads.
+        if process is None:
+            process = _in_new_thread(torch.get_num_threads)
         torch.set_num_threads(n_threads)
         if process != n_threads:
             _in_new_thread(torch.set_num_threads, process)
+    return process
 
 
 def _in_new_thread(function, *args):
