@@ -125,12 +125,18 @@ class StepTimer(Callback):
     order, pair draws and steps); ``steps``: from ``on_batch_begin`` to
     ``on_batch_end`` (a step, with the draw of the next batch's pairs). On
     CUDA the device is synchronised at every mark, so that queued work counts
-    in the epoch or step that queued it.
+    in the epoch or step that queued it. ``phase`` says where the fit is:
+    ``"step"`` inside a step (from this callback's ``on_batch_begin`` to its
+    ``on_batch_end``, which follows those of the loop's other callbacks),
+    ``"epoch"`` elsewhere in training, None outside training.
     """
+
+    phase = None
 
     def on_train_begin(self, loop):
         self.device = loop.generator.device
         self.epochs, self.steps = [], []
+        self.phase = "epoch"
 
     def _now(self):
         _sync(self.device)
@@ -141,12 +147,20 @@ class StepTimer(Callback):
 
     def on_batch_begin(self, loop):
         self._step_start = self._now()
+        self.phase = "step"
 
     def on_batch_end(self, loop, step):
         self.steps.append(self._now() - self._step_start)
+        self.phase = "epoch"
 
     def on_epoch_end(self, loop, epoch, loss):
         self.epochs.append(self._now() - self._epoch_start)
+
+    def on_train_end(self, loop):
+        self.phase = None
+
+    def on_exception(self, loop, exception):
+        self.phase = None
 
 
 class TimedIICClustering(IICClustering):
@@ -174,13 +188,14 @@ def step_seconds(make_model, X, k1, k2, repeats):
     return best, model
 
 
-def bare_step_seconds(model, X, n_steps, repeats):
+def bare_step_seconds(model, X, n_steps, repeats, autocast=None):
     """Seconds per bare torch training step of a copy of a fitted IICClustering's network.
 
     Forward of a fixed pair batch (``X`` and a noisy copy), ``iic_loss`` of
     each main sub-head with the estimator's ``lamb``, backward and Adam with
-    its ``learning_rate``; best of ``repeats`` runs of ``n_steps``. Returns it
-    with the network's output width.
+    its ``learning_rate``; best of ``repeats`` runs of ``n_steps``. With
+    ``autocast`` (a dtype), the forward pass and the losses run under
+    :class:`torch.autocast` in it. Returns it with the network's output width.
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     params = model.get_params()
@@ -197,9 +212,11 @@ def bare_step_seconds(model, X, n_steps, repeats):
     batch = torch.cat([x, x + 0.1 * torch.randn(x.shape, generator=generator, device=device)])
 
     def step():
-        logits, partner_logits = network(batch).chunk(2)
-        losses = [iic_loss(p.softmax(dim=1), q.softmax(dim=1), params["lamb"])
-                  for p, q in zip(logits.split(width, dim=1), partner_logits.split(width, dim=1))]
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            logits, partner_logits = network(batch).chunk(2)
+            losses = [iic_loss(p.softmax(dim=1), q.softmax(dim=1), params["lamb"])
+                      for p, q in zip(logits.split(width, dim=1),
+                                      partner_logits.split(width, dim=1))]
         optimizer.zero_grad(set_to_none=True)
         torch.stack(losses).mean().backward()
         optimizer.step()

@@ -94,10 +94,12 @@ class DataParallel:
             )
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
-        # Checkpoints send small CPU tensors, which NCCL cannot carry.
-        self._control = torch.device("cpu")
-        if dist.get_backend() == "nccl":
-            self._control = torch.device("cuda", torch.cuda.current_device())
+        # The backend's name (get_backend) says "undefined" for a group
+        # initialised without one, and "cpu:gloo,cuda:nccl" for pairs: the
+        # devices come from the pairs of its configuration instead.
+        self._backends = dist.get_backend_config()
+        self._devices = _carried_devices(self._backends)
+        self._control = _control_device(self._devices, self._backends)
         self._state = "local"
         self._held = None  # an error held by deferring_errors, until the ranks hear of it
 
@@ -126,10 +128,13 @@ class DataParallel:
         """
         if plan.compile:
             raise ValueError("compile is not supported with distributed=True.")
-        if self._control.type == "cuda" and plan.device.type != "cuda":
+        if plan.device.type not in self._devices:
             raise ValueError(
-                f"The process group's nccl backend needs training on a GPU; got "
-                f"device={str(plan.device)!r}. Use the gloo backend to train on CPUs."
+                f"The process group's backends ({self._backends}) carry no "
+                f"{plan.device.type.upper()} tensors, which training on "
+                f"device={str(plan.device)!r} needs. Initialise the group with a backend for "
+                "them, e.g. init_process_group('cpu:gloo,cuda:nccl'); the gloo backend "
+                "trains on CPUs."
             )
         # The smallest batch of the rows trained on must give every rank a pair.
         smallest = smallest_batch(plan.n_train_samples, plan.batch_size) * plan.n_repeats
@@ -318,6 +323,55 @@ class DataParallel:
             for tensor in tensors:
                 dist.all_reduce(tensor)
         return tensors
+
+
+def _carried_devices(backends):
+    """The device types whose tensors a process group carries.
+
+    Parameters
+    ----------
+    backends : str
+        The group's ``device:backend`` pairs, joined by commas, as
+        :func:`torch.distributed.get_backend_config` returns them:
+        ``"cpu:gloo,cuda:gloo"`` for ``init_process_group("gloo")``,
+        ``"cuda:nccl"`` for ``"nccl"``, the pairs given for a backend such as
+        ``"cpu:gloo,cuda:nccl"``, and for none the default backend of the
+        machine's accelerator (``"cpu:gloo"`` without one).
+
+    Returns
+    -------
+    devices : set of str
+    """
+    return {pair.partition(":")[0] for pair in backends.split(",")}
+
+
+def _control_device(devices, backends):
+    """The device of the checkpoints' small tensors, in a group that carries ``devices``.
+
+    The CPU whenever a backend of the group carries CPU tensors, where the
+    checkpoints' bytes are: no copy to a GPU and back. CUDA only where no
+    backend carries CPU tensors (NCCL alone); its current GPU at each call,
+    the one NCCL communicates from.
+
+    Parameters
+    ----------
+    devices : set of str
+        The device types the group carries (:func:`_carried_devices`).
+    backends : str
+        The group's configuration, for the error message.
+
+    Returns
+    -------
+    device : torch.device
+    """
+    if "cpu" in devices:
+        return torch.device("cpu")
+    if "cuda" in devices:
+        return torch.device("cuda")
+    raise ValueError(
+        f"The process group's backends ({backends}) carry neither CPU nor CUDA tensors; "
+        "distributed=True trains on CPUs or CUDA GPUs."
+    )
 
 
 class _SumOverRanks(torch.autograd.Function):

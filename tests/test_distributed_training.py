@@ -503,3 +503,81 @@ def test_plans_are_compared_field_by_field_without_addresses():
     module = torch.nn.Linear(2, 2)
     assert b" at 0x" not in _describe(module)
     assert _describe(module) != _describe(torch.nn.Linear(2, 2))  # other weights
+
+
+@contextlib.contextmanager
+def _one_rank_group(tmp_path, backend):
+    """A process group of this process alone, with ``backend`` (None: torch's default)."""
+    given = {} if backend is None else {"backend": backend}
+    dist.init_process_group(
+        **given, init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1,
+        timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT),
+    )
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+needs_nccl = pytest.mark.skipif(
+    not (torch.cuda.is_available() and dist.is_nccl_available()), reason="needs CUDA and NCCL"
+)
+
+
+@pytest.mark.parametrize("backend, device, control", [
+    ("gloo", "cpu", "cpu"),
+    ("cpu:gloo", "cpu", "cpu"),
+    ("cpu:gloo,cuda:gloo", "cpu", "cpu"),
+    pytest.param(None, "cpu", "cpu", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="without a backend, a GPU machine gets NCCL")),
+    pytest.param("nccl", "cuda", "cuda", marks=needs_nccl),
+    pytest.param("cpu:gloo,cuda:nccl", "cuda", "cpu", marks=needs_nccl),
+])
+def test_control_tensors_go_where_the_group_carries_them(tmp_path, backend, device, control):
+    from sklearn_iic._distributed import DataParallel
+
+    with _one_rank_group(tmp_path, backend):
+        # get_backend() names no backend for some of these groups ("undefined",
+        # "cpu:gloo"): the control device must not depend on it.
+        assert DataParallel()._control.type == control
+        model = IICClustering(**BATCHES, device=device, distributed=True)
+        model.fit(_data())
+    assert model.labels_.shape == (120,)
+
+
+@pytest.mark.parametrize("backends, control", [
+    ("cpu:gloo,cuda:gloo", "cpu"), ("cpu:gloo", "cpu"), ("cpu:gloo,cuda:nccl", "cpu"),
+    ("cuda:nccl", "cuda"), ("cuda:gloo", "cuda"),
+])
+def test_control_device_of_each_backend_configuration(backends, control):
+    from sklearn_iic._distributed import _carried_devices, _control_device
+
+    assert _control_device(_carried_devices(backends), backends) == torch.device(control)
+
+
+def test_a_group_without_cpu_or_cuda_tensors_is_refused():
+    from sklearn_iic._distributed import _carried_devices, _control_device
+
+    with pytest.raises(ValueError, match=r"\(xpu:xccl\) carry neither CPU nor CUDA"):
+        _control_device(_carried_devices("xpu:xccl"), "xpu:xccl")
+
+
+@pytest.mark.parametrize("backend, device, missing", [
+    ("cuda:gloo", "cpu", "CPU"),  # as with NCCL alone
+    ("cpu:gloo", "cuda", "CUDA"),
+])
+def test_training_device_must_be_carried_by_the_group(tmp_path, backend, device, missing):
+    import dataclasses
+
+    from sklearn_iic._distributed import DataParallel
+    from sklearn_iic._plan import make_plan
+
+    X = _data()
+    plan = make_plan(IICClustering(**BATCHES, device="cpu").get_params(), 4, len(X))
+    # A CUDA plan on any machine: the check comes before anything runs on the device.
+    plan = dataclasses.replace(plan, device=torch.device(device))
+    with _one_rank_group(tmp_path, backend):
+        group = DataParallel()
+        with pytest.raises(ValueError, match=f"carry no {missing} tensors, which training on "
+                                             f"device='{device}' needs"):
+            group.agree_on_plan(plan, X)
