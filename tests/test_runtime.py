@@ -125,3 +125,47 @@ def test_runtime_flushes_denormals_and_restores_the_callers_mode():
 def test_unsupported_devices_are_refused(device):
     with pytest.raises(ValueError, match="not supported|not available|not a valid"):
         resolve_device(device)
+
+
+def test_a_shared_setting_is_restored_when_the_last_holder_leaves():
+    from sklearn_iic._runtime import _SharedSetting
+
+    value = ["callers"]
+    setting = _SharedSetting(lambda: value[0], lambda v: value.__setitem__(0, v))
+    first, second = setting.held("fits"), setting.held("fits")
+    first.__enter__()
+    second.__enter__()
+    assert value[0] == "fits"
+    first.__exit__(None, None, None)
+    assert value[0] == "fits"  # the second fit still runs
+    second.__exit__(None, None, None)
+    assert value[0] == "callers"
+
+
+def test_cuda_fits_hold_deterministic_cudnn_and_restore_the_callers_flags():
+    from sklearn_iic._runtime import runtime
+
+    flags = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    with runtime(1, torch.device("cuda")):
+        assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == (
+            True, False)
+    with runtime(1, torch.device("cpu")):
+        assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == flags
+    assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == flags
+
+
+def test_global_stream_resumes_where_its_last_section_ended():
+    from sklearn_iic._runtime import GlobalStream
+
+    state = torch.get_rng_state()
+    stream = GlobalStream(5, torch.device("cpu"))
+    with stream.section():
+        first = torch.rand(2)
+    assert torch.equal(torch.get_rng_state(), state)
+    # Whether a call draws is found without moving the stream.
+    assert stream.draws(lambda: torch.rand(1)) and not stream.draws(lambda: torch.zeros(1))
+    with stream.section():
+        second = torch.rand(2)
+    with local_torch_rng(5, torch.device("cpu")):
+        assert torch.equal(torch.cat([first, second]), torch.rand(4))
+    assert torch.equal(torch.get_rng_state(), state)
