@@ -11,6 +11,11 @@ Inference (a forward pass in eval mode) gives the same floats on any number
 of threads, so prediction also counts the cores that other processes leave
 idle, and takes no more: oversubscribed, torch's threads wait on each other
 and a fit or a prediction runs many times slower than on one thread.
+
+Fits may run side by side in threads of one process. What torch keeps per
+process (its global generators, its process-wide thread number, cuDNN's
+flags) a fit either leaves alone or holds in a way the others agree on:
+:class:`GlobalStream`, :func:`torch_threads` and :class:`_SharedSetting`.
 """
 
 import contextlib
