@@ -634,7 +634,7 @@ class IICClustering(
                 with _phase("fit.train"):
                     training = self._training_loop(network, sampler, plan, generator, group)
                     if observed:
-                        # A copy made before training, which may replace BatchNorm layers.
+                        # Copied before data-parallel training replaces its BatchNorm layers.
                         at_epoch = functools.partial(
                             _attributes_at_epoch, copy.deepcopy(network), sampler, X_tensor,
                             plan, scaling, input_shape,
