@@ -3,6 +3,7 @@
 import contextlib
 import copy
 import dataclasses
+import functools
 import time
 import warnings
 from collections import OrderedDict
@@ -17,12 +18,14 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
+from sklearn.callback import CallbackSupportMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.profiler import record_function
 
+from ._callbacks import EpochTasks, FitTasks
 from ._checks import check_perturbation
 from ._distributed import data_parallel
 from ._inference import merged_probabilities, pair_joints, prediction_batch_size
@@ -53,6 +56,8 @@ _PROBE_ROWS = 3
 # many values unless that leaves fewer than 10 rows per neighbour.
 _REFERENCE_ROWS = 10_000
 _REFERENCE_VALUES = 2**22
+# Attributes that scikit-learn's callback support sets in a fit and deletes after it.
+_CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
 
 
 def _phase(name):
@@ -65,18 +70,23 @@ def _unchanged_on_failure(estimator):
     """Restore every attribute of ``estimator`` if the block raises or is interrupted.
 
     A failed fit then leaves a fitted model exactly as it was, and an unfitted
-    one unfitted.
+    one unfitted. What scikit-learn's callback support set meanwhile stays,
+    for ``_fit_context`` to tear the callbacks down and delete it.
     """
     saved = dict(vars(estimator))
     try:
         yield
     except BaseException:
+        kept = {name: vars(estimator)[name] for name in _CALLBACK_STATE if name in vars(estimator)}
         vars(estimator).clear()
-        vars(estimator).update(saved)
+        vars(estimator).update(saved, **kept)
         raise
 
 
-class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+class IICClustering(
+    CallbackSupportMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
+    BaseEstimator,
+):
     """Invariant Information Clustering (IIC).
 
     Trains a neural network whose soft cluster assignments of a sample ``x``
@@ -345,6 +355,8 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         rounding. Ranks that differ in ``X`` or parameters, or a rank that
         fails, make every rank raise. ``False`` fits in this process alone,
         also inside a process group. See the user guide's scaling page.
+        The callbacks of :meth:`set_callbacks` run on rank 0 alone; one that
+        stops training there stops every rank.
 
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, batches, pairs and perturbations. Fitting
@@ -357,7 +369,9 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
         ``ceil(n_epochs / 20)``-th epoch (at most 22 such lines); then a
         closing line with how training ended, the sizes of the final
         clusters and the time of the fit. On terminals a progress bar (tqdm) shows every
-        epoch.
+        epoch. scikit-learn's :class:`~sklearn.callback.ProgressBar`, set with
+        :meth:`set_callbacks`, draws bars instead, nested in those of a
+        pipeline or a grid search (see Notes).
 
     Attributes
     ----------
@@ -456,6 +470,24 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
     drawn at random, so a weight could be honoured only in expectation, never
     exactly (a weight of 2 fitting as a repeated row does, as scikit-learn's
     sample-weight checks require).
+
+    :meth:`set_callbacks` takes the callbacks of scikit-learn
+    (:mod:`sklearn.callback`), such as :class:`~sklearn.callback.ProgressBar`
+    (which needs rich: the ``progress`` extra) and
+    :class:`~sklearn.callback.ScoringMonitor`. A fit is their task
+    ``"fit"``, whose subtasks are the epochs (``"epoch"``; ``n_epochs`` of
+    them at most, the automatic number resolved before the first), then
+    ``"merge"``: the merge of the micro-clusters and the labels. At an
+    epoch's end, the ``fitted_estimator`` a callback receives predicts as a
+    fit stopped after that epoch would; it is made only for callbacks that
+    ask for it, and costs a merge, whose passes of pairs over the data take
+    about eight epochs' time on the digits. A callback that returns True
+    there stops training after that epoch, and the fit ends as usual, with
+    ``converged_`` false unless the convergence test stopped the same epoch.
+    The callbacks receive ``X`` and ``y`` as given to ``fit``; scikit-learn's
+    ``ScoringMonitor`` scores only tasks that have a ``y``: give ``fit`` the
+    labels to score against (training does not use them). Trained
+    data-parallel, only rank 0 calls the callbacks.
 
     Examples
     --------
@@ -579,7 +611,9 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
                 or series of shape (n_samples, n_channels, n_timepoints)
             Training data (see ``input_kind``).
         y : Ignored
-            Not used, present for API consistency by convention.
+            Not used in training; passed, with X, to the callbacks of
+            :meth:`set_callbacks` (scikit-learn's ``ScoringMonitor`` scores
+            against it).
 
         Returns
         -------
@@ -587,9 +621,11 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
             The fitted estimator.
         """
         start = time.perf_counter()
+        data = X  # scikit-learn's callbacks receive X as given
         with _unchanged_on_failure(self), data_parallel(self.distributed) as group:
             X, input_shape = self._validated_training_input(X)
             plan = group.agree_on_plan(self._make_plan(X, input_shape), X)
+            tasks = FitTasks(self, data, y, plan.n_epochs, group.rank)
             X, scaling = _scaled(X, input_shape, plan)
             with runtime(plan.n_threads, plan.device):
                 X_tensor = as_tensor(X, plan.input_shape, plan.device, scaling)
@@ -597,37 +633,35 @@ class IICClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMi
                 stream = GlobalStream(plan.seed, plan.device)
                 network, sampler, draws = self._network_and_pairs(X_tensor, plan, generator, stream)
                 plan = dataclasses.replace(plan, global_draws=draws)
-                group.checkpoint(network=network.state_dict(), neighbors=sampler.neighbors)
+                # Every rank follows the epochs if rank 0, which calls the callbacks, does.
+                observed = group.checkpoint(
+                    value=tasks.observed, network=network.state_dict(), neighbors=sampler.neighbors
+                )
                 with _global_draws(plan, stream):
                     with _phase("fit.train"):
                         training = self._training_loop(network, sampler, plan, generator, group)
+                        if observed:
+                            # Copied before data-parallel training replaces its BatchNorm layers.
+                            at_epoch = functools.partial(
+                                _attributes_at_epoch, copy.deepcopy(network), sampler, X_tensor,
+                                plan, scaling, input_shape,
+                            )
+                            training.callbacks.append(EpochTasks(tasks, at_epoch))
                         training.fit()
-                    merged = _merge(network, sampler, plan)
-                    labels = _label(network, X_tensor, plan, merged)
-                pool = _draw_score_pool(sampler.X, plan) if plan.uses_neighbors else None
-            rank = rank_by_size(labels, merged.n_clusters)
+                    merge = tasks.begin("merge")
+                    attributes = _fitted_attributes(
+                        network, sampler, X_tensor, plan, scaling, input_shape, training
+                    )
+                tasks.end(merge, attributes)
+            labels, n_clusters = attributes["labels_"], attributes["n_clusters_"]
             # Inside the transaction: warnings turned into errors fail the fit whole.
-            _warn_if_unfinished(plan, training.converged, rank[labels], merged.n_clusters)
-            group.finish(network=network.state_dict(), labels=labels, groups=merged.groups)
-            self._plan = plan
-            self.feature_mean_, self.feature_scale_ = scaling or (None, None)
-            self._score_pool = pool
-            self.input_shape_ = input_shape
-            self.network_ = network.cpu().eval()
-            self.loss_curve_ = training.loss_curve
-            self.n_iter_ = len(training.loss_curve)
-            self.converged_ = training.converged
-            self.head_losses_ = merged.head_losses
-            self.best_head_ = merged.best_head
-            self.n_microclusters_ = plan.heads.main_size
-            self.max_samples_ = plan.n_train_samples
-            self.n_clusters_ = merged.n_clusters
-            self.children_ = merged.children
-            self.distances_ = merged.distances
-            self.merge_map_ = rank[merged.groups]
-            self.labels_ = rank[labels]
+            _warn_if_unfinished(plan, training.stop_training, labels, n_clusters)
+            group.finish(network=network.state_dict(), labels=labels,
+                         groups=attributes["merge_map_"])
+            vars(self).update(attributes)
             if plan.verbose and group.rank == 0:
                 print(_summary(self, start), flush=True)
+            tasks.end(tasks.fit, {})
         return self
 
     def _validated_training_input(self, X):
@@ -963,13 +997,64 @@ def _label(network, X, plan, merged):
         return proba.argmax(dim=1).numpy()
 
 
-def _warn_if_unfinished(plan, converged, labels, n_clusters):
+def _fitted_attributes(network, sampler, X, plan, scaling, input_shape, training):
+    """The fitted attributes of a model of ``network``, trained by the loop ``training``.
+
+    Merges the micro-clusters of the pairs that ``sampler`` draws and labels
+    ``X``; ``network`` moves to the CPU, in eval mode.
+    """
+    merged = _merge(network, sampler, plan)
+    labels = _label(network, X, plan, merged)
+    rank = rank_by_size(labels, merged.n_clusters)
+    feature_mean, feature_scale = scaling or (None, None)
+    return dict(
+        _plan=plan,
+        feature_mean_=feature_mean,
+        feature_scale_=feature_scale,
+        _score_pool=_draw_score_pool(sampler.X, plan) if plan.uses_neighbors else None,
+        input_shape_=input_shape,
+        network_=network.cpu().eval(),
+        loss_curve_=list(training.loss_curve),
+        n_iter_=len(training.loss_curve),
+        converged_=training.converged,
+        head_losses_=merged.head_losses,
+        best_head_=merged.best_head,
+        n_microclusters_=plan.heads.main_size,
+        max_samples_=plan.n_train_samples,
+        n_clusters_=merged.n_clusters,
+        children_=merged.children,
+        distances_=merged.distances,
+        merge_map_=rank[merged.groups],
+        labels_=rank[labels],
+    )
+
+
+def _attributes_at_epoch(template, sampler, X, plan, scaling, input_shape, loop):
+    """The fitted attributes of a fit stopped after the ``loop``'s current epoch.
+
+    ``template`` is a copy of the network made before training, into a copy
+    of which the trained weights are loaded. The merge draws its pairs from a
+    copy of the training generator, so that training goes on as if nothing
+    had been drawn, and the model equals that of a fit of as many epochs.
+    """
+    network = copy.deepcopy(template)
+    network.load_state_dict(loop.network.state_dict())
+    generator = torch.Generator(device=loop.generator.device)
+    generator.set_state(loop.generator.get_state())
+    pairs = copy.copy(sampler)
+    pairs.generator = generator
+    return _fitted_attributes(network, pairs, X, plan, scaling, input_shape, loop)
+
+
+def _warn_if_unfinished(plan, stopped, labels, n_clusters):
     """Warn when chosen epochs ran out before convergence, or when clusters were left empty.
 
-    The budget of ``n_epochs="auto"`` (``plan.automatic_epochs``) is the plan
-    of the fit, not a limit it hit: running it out is no sign of a problem.
+    ``stopped``: whether a callback (the convergence test, or another)
+    stopped training before the epochs ran out. The budget of
+    ``n_epochs="auto"`` (``plan.automatic_epochs``) is the plan of the fit,
+    not a limit it hit: running it out is no sign of a problem.
     """
-    if not converged and plan.tol is not None and not plan.automatic_epochs:
+    if not stopped and plan.tol is not None and not plan.automatic_epochs:
         warnings.warn(
             f"IICClustering stopped after n_epochs={plan.n_epochs} epochs before the loss "
             f"stopped improving by tol={plan.tol}; raise n_epochs, or tol (None never "
@@ -993,6 +1078,8 @@ def _summary(estimator, start):
     plan = estimator._plan
     if estimator.converged_:
         ending = f"converged after {estimator.n_iter_} epochs"
+    elif estimator.n_iter_ < plan.n_epochs:
+        ending = f"stopped by a callback after {estimator.n_iter_} epochs"
     elif plan.automatic_epochs:
         ending = f"ran the {plan.n_epochs} epochs of n_epochs='auto'"
     else:

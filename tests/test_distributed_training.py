@@ -97,6 +97,36 @@ class FailOnRank:
         return x + 0.2 * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
+class StopAfterTwoEpochs:
+    """A scikit-learn callback: records the tasks it sees, and stops training after two epochs.
+
+    Keeps the summary of the model of every epoch (``fitted_estimator``), with
+    the types of its BatchNorm layers.
+    """
+
+    def __init__(self):
+        self.tasks, self.epoch_models = [], []
+
+    def setup(self, estimator, context):
+        pass
+
+    def on_fit_task_begin(self, estimator, context):
+        pass
+
+    def on_fit_task_end(self, estimator, context, *, fitted_estimator=None):
+        self.tasks.append((context.task_name, context.task_id))
+        if context.task_name != "epoch":
+            return False
+        layers = {type(m).__name__ for m in fitted_estimator.network_.modules()}
+        self.epoch_models.append(dict(
+            _summary(fitted_estimator), batch_norms={n for n in layers if "BatchNorm" in n}
+        ))
+        return context.task_id == 1
+
+    def teardown(self, estimator, context):
+        pass
+
+
 def _summary(model, kind="table"):
     return dict(
         loss_curve=model.loss_curve_,
@@ -131,6 +161,13 @@ def _unseeded_verbose(rank):
             n_clusters=3, n_epochs=2, random_state=None, verbose=1, distributed=True
         ).fit(_data())
     return dict(_summary(model), printed=out.getvalue())
+
+
+def _callbacks(rank):
+    callback = StopAfterTwoEpochs()
+    model = IICClustering(**BATCHES, distributed=True).set_callbacks(callback).fit(_data())
+    return dict(_summary(model), n_iter=model.n_iter_, converged=model.converged_,
+                tasks=callback.tasks, epoch_models=callback.epoch_models)
 
 
 def _other_X(rank):
@@ -208,6 +245,7 @@ SCENARIOS = {
     "image": lambda rank: _convnet_fit("image", True),
     "series": lambda rank: _convnet_fit("series", True),
     "unseeded_verbose": _unseeded_verbose,
+    "callbacks": _callbacks,
     "other_X": _other_X,
     "other_parameters": _other_parameters,
     "invalid_X_on_one_rank": _invalid_X_on_one_rank,
@@ -376,6 +414,20 @@ def test_seed_and_report_come_from_rank_0(ranks):
     _assert_same_on_every_rank(results)
     assert "epoch    2/2" in results[0]["printed"]
     assert results[1]["printed"] == ""
+
+
+def test_callbacks_run_on_rank_0_and_stop_every_rank(ranks):
+    first, second = results = _ok(ranks, "callbacks")
+    _assert_same_on_every_rank(results)
+    assert first["n_iter"] == second["n_iter"] == 2 < BATCHES["n_epochs"]
+    assert not first["converged"] and not second["converged"]
+    assert first["tasks"] == [("epoch", 0), ("epoch", 1), ("merge", 2), ("fit", 0)]
+    assert second["tasks"] == []
+    # The model of the last epoch, made on rank 0 during training, is the fitted model.
+    last = first["epoch_models"][-1]
+    assert last["batch_norms"] == {"BatchNorm1d"}
+    np.testing.assert_array_equal(last["proba"], first["proba"])
+    np.testing.assert_array_equal(last["labels"], first["labels"])
 
 
 @pytest.mark.parametrize("scenario, what", [("other_X", "X"), ("other_parameters", "settings")])

@@ -8,6 +8,7 @@ ORDER = [
     "plot_n_clusters.py",
     "plot_grid_search.py",
     "plot_training_curves.py",
+    "plot_callbacks.py",
 ]
 
 
