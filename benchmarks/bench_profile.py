@@ -39,6 +39,7 @@ script runs.
 """
 
 import argparse
+import os
 import pathlib
 import platform
 import subprocess
@@ -272,6 +273,7 @@ def main():
     print(f"CPU: {cpu}", flush=True)
     # Warm-up: torch's and the thread pools' one-off initialisation is not timed.
     IICClustering(2, n_epochs=1, tol=None, random_state=0).fit(load_digits().data[:16])
+    load_before = os.getloadavg()[0]
     results = []
     for name in args.datasets:
         r = measure(name, args.quick)
@@ -320,8 +322,9 @@ def main():
         + markdown_table(STEP_HEADER, [step_row(r) for r in results])
     )
     title = (f"CPU: {cpu} (lscpu model name). The machine has 2 cores and was shared with "
-             "other jobs while this ran: times are inflated by an unknown, varying amount; "
-             "the shares within a row are what to read."
+             f"other jobs while this ran (1-minute load average {load_before:.1f} at the start, "
+             f"{os.getloadavg()[0]:.1f} at the end): times are inflated by an unknown, varying "
+             "amount; the shares within a row are what to read."
              + (" Tiny sizes (--quick): checks that the script runs, not representative."
                 if args.quick else ""))
     print("\n" + write_report(args.out, title, phases + "\n\n" + steps))
