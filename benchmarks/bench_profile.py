@@ -8,9 +8,13 @@ Prints Markdown tables and writes them to docs/benchmarks/profile.md (or
 --out). Each data set gets the default ``IICClustering(k, random_state=0)``
 (k its number of classes; series with ``input_kind="series"``, as
 ``bench_series.py`` fits them), fitted twice in this process after a warm-up
-fit on 16 rows:
+fit on 16 rows: once plain, for its time alone, then once measured:
 
-* **the step split**: a fit whose training loop is a subclass of
+* **the phases**: the regions the estimator labels (``sklearn_iic.fit.*``),
+  timed by ``_measure.RegionClock``, which watches their ``record_function``
+  enter and exit and, unlike torch.profiler, records no operator, so that the
+  training steps are not slowed more than the rest.
+* **the step split**: the fit's training loop is a subclass of
   ``sklearn_iic._training.TrainingLoop``, returned by the documented override
   point ``IICClustering._training_loop``, that times the loop's overridable
   methods with ``time.perf_counter``: ``train_step`` (a step's wall time),
@@ -23,10 +27,7 @@ fit on 16 rows:
   ``loss.backward()``. What is left of the step is Python overhead. On the
   CPU torch runs every operator, backward included, before the call returns,
   so the wall-clock time of each part is the part's; on CUDA it would not be
-  (the script says so and does not split steps there).
-* **the phases**: the same fit without that loop under torch.profiler, timed
-  by the regions the estimator labels (``sklearn_iic.fit.*``,
-  ``_measure.profile_regions``).
+  (the script refuses to run there).
 
 Data: digits as 64 features (``load_digits().data / 16``), a 10,000-row table
 (``make_blobs(10000, n_features=50, centers=10, random_state=0)``, as
@@ -49,7 +50,7 @@ import warnings
 import numpy as np
 import torch
 from _common import large_table, markdown_table, write_report
-from _measure import FIT_REGIONS, profile_regions, region_notes
+from _measure import FIT_REGIONS, clock_regions, region_notes
 from sklearn.datasets import load_digits
 
 from sklearn_iic import IICClustering
@@ -182,20 +183,20 @@ def measure(name, quick):
     X, k, params = load(name)
     if quick:
         X, params = X[:300], {**params, "n_epochs": 2}
-    model = SplitIICClustering(k, random_state=0, **params)
-    start = time.perf_counter()
-    model.fit(X)
-    fit_s = time.perf_counter() - start
-    loop = model.split_loop_
     plain = IICClustering(k, random_state=0, **params)
-    profiled_s, regions = profile_regions(lambda: plain.fit(X))
+    start = time.perf_counter()
+    plain.fit(X)
+    plain_s = time.perf_counter() - start
+    model = SplitIICClustering(k, random_state=0, **params)
+    fit_s, regions = clock_regions(lambda: model.fit(X))
+    loop = model.split_loop_
     inner = model.network_
     network = type(getattr(inner, "network", inner)).__name__
     return {
         "name": name, "shape": "x".join(map(str, X.shape)), "k": k, "network": network,
         "same_fit": plain.n_iter_ == model.n_iter_ and np.array_equal(plain.labels_,
                                                                       model.labels_),
-        "fit_s": fit_s, "profiled_s": profiled_s, "regions": regions,
+        "plain_s": plain_s, "fit_s": fit_s, "regions": regions,
         "epochs": model.n_iter_, "steps": loop.n_steps, "pairs": loop.pairs,
         "threads": loop.threads, "train_s": loop.train_s, "step_s": loop.step_s,
         "parts": loop.parts,
@@ -214,17 +215,17 @@ def _cell(seconds, total, scale=1.0, digits=2):
 
 
 def phase_row(r):
-    regions, total = r["regions"], r["profiled_s"]
+    regions, total = r["regions"], r["fit_s"]
     seconds = {column: sum(regions.get(f"sklearn_iic.fit.{region}", 0.0) for region in names)
                for column, names in PHASES.items()}
     other = total - sum(regions.get(region, 0.0) for region in FIT_REGIONS)
     return [r["name"], r["shape"], str(r["k"]), r["network"], str(r["threads"]),
-            str(r["epochs"]), str(r["steps"]), f"{r['fit_s']:.2f}", f"{total:.2f}",
+            str(r["epochs"]), str(r["steps"]), f"{r['plain_s']:.2f}", f"{total:.2f}",
             *(_cell(s, total) for s in seconds.values()), _cell(other, total)]
 
 
 PHASE_HEADER = ["data", "shape", "k", "network", "threads", "epochs", "steps",
-                "fit s (split)", "profiled fit s", *(f"{c} s" for c in PHASES), "other s"]
+                "plain fit s", "measured fit s", *(f"{c} s" for c in PHASES), "other s"]
 
 
 def step_row(r):
@@ -272,40 +273,44 @@ def main():
     cpu = f"{cpu_model()}, {torch.get_num_threads()} torch threads allowed"
     print(f"CPU: {cpu}", flush=True)
     # Warm-up: torch's and the thread pools' one-off initialisation is not timed.
-    IICClustering(2, n_epochs=1, tol=None, random_state=0).fit(load_digits().data[:16])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a 1-epoch fit on 16 rows warns
+        IICClustering(2, n_epochs=1, tol=None, random_state=0).fit(load_digits().data[:16])
     load_before = os.getloadavg()[0]
     results = []
     for name in args.datasets:
         r = measure(name, args.quick)
-        print(f"  {name}: fit {r['fit_s']:.1f} s, profiled {r['profiled_s']:.1f} s, "
+        print(f"  {name}: plain fit {r['plain_s']:.1f} s, measured {r['fit_s']:.1f} s, "
               f"{r['epochs']} epochs, {r['steps']} steps", flush=True)
         results.append(r)
     seen = set().union(*(r["regions"] for r in results))
     notes = [n for n in region_notes(seen) if "sklearn_iic.predict" not in n]
-    notes += [f"{r['name']}: the profiled fit ran differently from the split one "
+    notes += [f"{r['name']}: the measured fit ran differently from the plain one "
               "(epochs or labels differ)" for r in results if not r["same_fit"]]
     for note in notes:
         print(f"note: {note}")
-    slowdowns = [r["profiled_s"] / r["fit_s"] - 1 for r in results]
+    slowdowns = [r["fit_s"] / r["plain_s"] - 1 for r in results]
     phases = (
-        "**Phases of a default fit.** `IICClustering(k, random_state=0)`, every other "
-        "parameter default (series: `input_kind=\"series\"`). fit s (split): the fit whose "
-        "steps are split below; profiled fit s: the same fit again under torch.profiler, "
-        "whose labelled regions (`sklearn_iic.fit.<phase>`) give the phases, in seconds and "
-        "as a share of the profiled fit: validate+plan = input checks and resolving every "
-        "'auto'; network = building it and trying it on 3 rows; whitening = fitting the "
-        "local whitening; neighbours = the neighbour search of the pairs; train = the "
-        "training loop; joints = the passes over the data that sum each sub-head's pair "
-        "joint, for the merge and the choice of sub-head; merge = merging micro-clusters and "
-        "choosing the sub-head; label = labelling the training rows; other = the rest "
-        "(scaling, moving the data into torch, the final checks). The profiler changed "
-        f"the fit's time by {min(slowdowns):+.0%} to {max(slowdowns):+.0%}. threads: the "
-        "torch threads the fit trained on (its own choice). "
+        "**Phases of a default fit.** `IICClustering(k, random_state=0)`, k the number of "
+        "classes, every other parameter default (series: `input_kind=\"series\"`). plain "
+        "fit s: the fit alone; measured fit s: the same fit again, its phases timed by the "
+        "regions it labels (`sklearn_iic.fit.<phase>`, watched by `_measure.RegionClock`, "
+        "no operator recorded) and its training steps split (next table); the phases in "
+        "seconds and as a share of the measured fit: validate+plan = input checks and "
+        "resolving every 'auto'; network = building it and trying it on 3 rows; whitening = "
+        "fitting the local whitening; neighbours = the neighbour search of the pairs; train "
+        "= the training loop; joints = the passes over the data that sum each sub-head's "
+        "pair joint, for the merge and the choice of sub-head; merge = merging "
+        "micro-clusters and choosing the sub-head; label = labelling the training rows; "
+        "other = the rest (scaling, moving the data into torch, the final checks). The "
+        f"measured fit's time differed from the plain one's by {min(slowdowns):+.0%} to "
+        f"{max(slowdowns):+.0%} (measurement and the machine's changing load together). threads: the torch "
+        "threads the fit trained on (its own choice). "
         + "".join(f"Note: {note}. " for note in notes)
         + "\n\n" + markdown_table(PHASE_HEADER, [phase_row(r) for r in results])
     )
     steps = (
-        "**Inside a training step** (the split fit above; mean ms per step and share of the "
+        "**Inside a training step** (the measured fit above; mean ms per step and share of the "
         "time in steps). A step runs the network once on the batch and its partners "
         "(`rows per forward`). forward: the network's call; loss: the rest of "
         "`compute_loss` (concatenating the pair batch, every sub-head's softmax, its joint "
@@ -316,9 +321,9 @@ def main():
         "rest: the step's wall time minus those parts (the loop's own Python and the timing "
         "itself). Timed with `time.perf_counter` around the loop's overridable methods: on "
         "the CPU torch has finished each operator when its call returns, so wall time is "
-        "each part's own. outside steps: the training "
-        "loop's time outside its steps (per epoch: the batch order, saving the weights, "
-        "the first draw, reading the epoch's loss, the epoch-end callbacks).\n\n"
+        "each part's own. outside steps: the training loop's time outside its steps (per "
+        "epoch: the batch order, saving the weights, the first draw, reading the epoch's "
+        "loss, the epoch-end callbacks).\n\n"
         + markdown_table(STEP_HEADER, [step_row(r) for r in results])
     )
     title = (f"CPU: {cpu} (lscpu model name). The machine has 2 cores and was shared with "
