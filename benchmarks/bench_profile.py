@@ -304,8 +304,8 @@ def main():
         "micro-clusters and choosing the sub-head; label = labelling the training rows; "
         "other = the rest (scaling, moving the data into torch, the final checks). The "
         f"measured fit's time differed from the plain one's by {min(slowdowns):+.0%} to "
-        f"{max(slowdowns):+.0%} (measurement and the machine's changing load together). threads: the torch "
-        "threads the fit trained on (its own choice). "
+        f"{max(slowdowns):+.0%} (measurement and the machine's changing load together). "
+        "threads: the torch threads the fit trained on (its own choice). "
         + "".join(f"Note: {note}. " for note in notes)
         + "\n\n" + markdown_table(PHASE_HEADER, [phase_row(r) for r in results])
     )
