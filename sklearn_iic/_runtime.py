@@ -106,7 +106,7 @@ def thread_limit():
     and dask's workers), threadpoolctl's limits and ``torch.set_num_threads``,
     and the cores this process may use (affinity and container quotas).
     """
-    return max(1, min(torch.get_num_threads(), joblib.cpu_count()))
+    return max(1, min(_own_threads(), joblib.cpu_count()))
 
 
 def training_threads(work):
@@ -193,7 +193,7 @@ def torch_threads(n_threads):
     what the caller set, so fits running side by side in threads neither
     see nor leave each other's settings.
     """
-    previous = torch.get_num_threads()
+    previous = _own_threads()
     if n_threads == previous:
         yield
         return
@@ -202,6 +202,16 @@ def torch_threads(n_threads):
         yield
     finally:
         _set_own_threads(previous, process)
+
+
+def _own_threads():
+    """This thread's number of torch threads.
+
+    Read under the lock: a thread new to torch takes the process-wide number
+    here, which is the caller's only outside the lock's sections.
+    """
+    with _THREADS_LOCK:
+        return torch.get_num_threads()
 
 
 def _set_own_threads(n_threads, process=None):
