@@ -135,6 +135,20 @@ def device_description():
     return f"CPU: {cpu}, {torch.get_num_threads()} torch threads"
 
 
+def cpu_model():
+    """The CPU's model name and torch's kernel level (``lscpu`` reads the name from /proc)."""
+    name = platform.processor() or platform.machine()
+    try:
+        lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        if line.startswith("model name"):
+            name = line.split(":", 1)[1].strip()
+            break
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
+
+
 def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
