@@ -5,15 +5,21 @@ import platform
 import shlex
 import sys
 import time
+from functools import partial
 
 import numpy as np
 import torch
+from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans, SpectralClustering
 from sklearn.datasets import make_blobs, make_classification
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.mixture import GaussianMixture
+from sklearn.preprocessing import StandardScaler
 
 from sklearn_iic.metrics import clustering_accuracy
 
 METRICS = ("ACC", "NMI", "ARI")
+# Classic methods that take no seed: one run stands for all.
+DETERMINISTIC = ("Ward", "HDBSCAN")
 
 
 def large_table(name, n):
@@ -32,6 +38,58 @@ def large_table(name, n):
             n_clusters_per_class=1, class_sep=2.0, random_state=0,
         )
     return X.astype(np.float32), y
+
+
+class Classic:
+    """A classic clusterer on standardised feature vectors (images flattened, as they are)."""
+
+    def __init__(self, model, standardize):
+        self.model, self.standardize = model, standardize
+
+    def fit_predict(self, X):
+        X = X.reshape(len(X), -1)
+        if self.standardize:
+            X = StandardScaler().fit_transform(X)
+        return self.model.fit_predict(X)
+
+
+def classic_methods(k, images=False, standardize=True):
+    """The classic clusterers of the comparisons: ``{name: make(seed)}``.
+
+    Parameters
+    ----------
+    k : int
+        The number of clusters (HDBSCAN finds its own).
+    images : bool, default=False
+        Images: a diagonal-covariance Gaussian mixture of one initialisation,
+        as full covariances of hundreds of pixels are out of reach.
+    standardize : bool, default=True
+        Standardise the features before fitting; pixels, which share one
+        unit, are passed as they are.
+
+    Returns
+    -------
+    dict
+        KMeans (``n_init=10``), GaussianMixture, Ward, spectral clustering
+        on a 10-nearest-neighbour graph and HDBSCAN, each a ``Classic``.
+    """
+    classic = {
+        "KMeans": lambda s: KMeans(k, n_init=10, random_state=s),
+        "GaussianMixture": lambda s: GaussianMixture(
+            k, covariance_type="diag" if images else "full", n_init=1 if images else 3,
+            random_state=s,
+        ),
+        "Ward": lambda s: AgglomerativeClustering(k),
+        "Spectral (kNN)": lambda s: SpectralClustering(
+            k, affinity="nearest_neighbors", n_neighbors=10, random_state=s
+        ),
+        "HDBSCAN": lambda s: HDBSCAN(copy=True),
+    }
+    return {name: partial(_classic, make, standardize) for name, make in classic.items()}
+
+
+def _classic(make, standardize, seed):
+    return Classic(make(seed), standardize)
 
 
 def evaluate(make_model, X, y, seeds, describe=None):
@@ -75,6 +133,20 @@ def device_description():
         return f"CUDA: {torch.cuda.get_device_name()}"
     cpu = platform.processor() or platform.machine()
     return f"CPU: {cpu}, {torch.get_num_threads()} torch threads"
+
+
+def cpu_model():
+    """The CPU's model name and torch's kernel level (``lscpu`` reads the name from /proc)."""
+    name = platform.processor() or platform.machine()
+    try:
+        lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        if line.startswith("model name"):
+            name = line.split(":", 1)[1].strip()
+            break
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def markdown_table(header, rows):

@@ -29,8 +29,14 @@ import pathlib
 from functools import partial
 
 import numpy as np
-from _common import device_description, evaluate, markdown_table, write_report
-from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans, SpectralClustering
+from _common import (
+    DETERMINISTIC,
+    classic_methods,
+    device_description,
+    evaluate,
+    markdown_table,
+    write_report,
+)
 from sklearn.datasets import (
     load_breast_cancer,
     load_digits,
@@ -41,14 +47,11 @@ from sklearn.datasets import (
     make_classification,
     make_moons,
 )
-from sklearn.mixture import GaussianMixture
-from sklearn.preprocessing import StandardScaler
 
 from sklearn_iic import IICClustering
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "imbalance.md"
 MIN_ROWS = 5
-DETERMINISTIC = ("Ward", "HDBSCAN")
 
 
 def _mnist5k():
@@ -137,32 +140,7 @@ def _sizes(y, model, labels):
     return {"TV": size_error(y, labels)}
 
 
-class Classic:
-    """A classic clusterer on standardised feature vectors (images flattened, as they are)."""
-
-    def __init__(self, model, standardize):
-        self.model, self.standardize = model, standardize
-
-    def fit_predict(self, X):
-        X = X.reshape(len(X), -1)
-        if self.standardize:
-            X = StandardScaler().fit_transform(X)
-        return self.model.fit_predict(X)
-
-
 def methods(k, images, standardize, variants=False):
-    classic = {
-        "KMeans": lambda s: KMeans(k, n_init=10, random_state=s),
-        "GaussianMixture": lambda s: GaussianMixture(
-            k, covariance_type="diag" if images else "full", n_init=1 if images else 3,
-            random_state=s,
-        ),
-        "Ward": lambda s: AgglomerativeClustering(k),
-        "Spectral (kNN)": lambda s: SpectralClustering(
-            k, affinity="nearest_neighbors", n_neighbors=10, random_state=s
-        ),
-        "HDBSCAN": lambda s: HDBSCAN(copy=True),
-    }
     out = {"IICClustering": lambda s: IICClustering(k, random_state=s)}
     if variants:
         # What the user guide suggests for unequal sizes: micro-clusters
@@ -177,12 +155,8 @@ def methods(k, images, standardize, variants=False):
             out["IIC linkage='information'"] = lambda s: IICClustering(
                 k, linkage="information", random_state=s
             )
-    out.update({name: partial(_classic, make, standardize) for name, make in classic.items()})
+    out.update(classic_methods(k, images, standardize))
     return out
-
-
-def _classic(make, standardize, seed):
-    return Classic(make(seed), standardize)
 
 
 def main():
