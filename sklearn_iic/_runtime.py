@@ -43,7 +43,24 @@ _LOAD_INTERVAL = 0.05
 
 def resolve_device(device):
     """Turn the ``device`` parameter into an available :class:`torch.device`."""
+    return _available(_parse_device(device))
+
+
+def inference_device(device):
+    """The ``device`` parameter for inference: as for training, else the CPU without a GPU.
+
+    ``device`` is a resource setting, read at each call: a model fitted on a
+    GPU predicts where the current parameter says, and on the CPU of a
+    machine that has no GPU.
+    """
     device = _parse_device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return _available(device)
+
+
+def _available(device):
+    """``device``, checked to be on this machine."""
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
@@ -57,18 +74,6 @@ def resolve_device(device):
                 f"{count} GPU{'s' if count > 1 else ''} (cuda:0 to cuda:{count - 1})."
             )
     return device
-
-
-def inference_device(device):
-    """The ``device`` parameter for inference: as for training, else the CPU without a GPU.
-
-    ``device`` is a resource setting, read at each call: a model fitted on a
-    GPU predicts where the current parameter says, and on the CPU of a
-    machine that has no GPU.
-    """
-    if _parse_device(device).type == "cuda" and not torch.cuda.is_available():
-        return torch.device("cpu")
-    return resolve_device(device)
 
 
 def _parse_device(device):
