@@ -32,7 +32,11 @@ classes, on the data as given (as a new user would pass it); KMeans
 ``classic_methods``). Reported: median and minimum ARI over seeds, the
 number of clusters the labels use (median and minimum), the median fit
 time, and IIC's median ARI minus that of the best classic method (minus
-KMeans's in the grid), with the summaries issue 30 asks for.
+KMeans's in the grid), with the summaries issue 30 asks for; for IIC, on
+how many seeds its cluster heads labelled rather than the merged
+micro-clusters (``head``) and the median ratio of their normalised cuts
+(``cut ratio``, ``normalized_cuts_[1] / normalized_cuts_[0]``; the heads
+label below 0.4).
 
 ``--quick`` runs one seed and the four smallest cells of the grid, and
 writes nothing unless ``--out`` is given: a smoke test, not a result.
@@ -291,8 +295,13 @@ def load_table(name):
     return X[keep].to_numpy(dtype=np.float64), np.unique(classes, return_inverse=True)[1]
 
 
-def _used(model, labels):
-    return {"used": len(np.unique(labels))}
+def _describe(model, labels):
+    out = {"used": len(np.unique(labels)), "head": np.nan, "cut_ratio": np.nan}
+    cuts = getattr(model, "normalized_cuts_", None)
+    if cuts is not None:
+        # Whether the cluster heads labelled, and their normalised cut over the merge's.
+        out.update(head=model.cluster_head_ is not None, cut_ratio=cuts[1] / max(cuts[0], 1e-12))
+    return out
 
 
 def methods(k, classics=CLASSICS):
@@ -306,9 +315,9 @@ def compare(X, y, seeds, classics=CLASSICS):
     results = {}
     for method, make in methods(len(np.unique(y)), classics).items():
         runs = evaluate(make, X, y, seeds[:1] if method in DETERMINISTIC else seeds,
-                        describe=_used)
+                        describe=_describe)
         results[method] = {key: np.array([run[key] for run in runs])
-                           for key in ("ARI", "used", "fit_s")}
+                           for key in ("ARI", "used", "fit_s", "head", "cut_ratio")}
     return results
 
 
@@ -323,18 +332,29 @@ def size_ratio(y):
     return counts.max() / counts.min()
 
 
+def head_columns(r):
+    """Seeds on which the cluster heads labelled, and the median ratio of cuts (head / merged)."""
+    if np.isnan(r["head"]).all():
+        return ["", ""]
+    return [f"{int(np.nansum(r['head']))}/{len(r['head'])}", f"{np.nanmedian(r['cut_ratio']):.2f}"]
+
+
 def method_rows(keys, results, difference):
     rows = []
     for method, r in results.items():
+        iic = method == "IICClustering"
         rows.append([*keys, method, f"{np.median(r['ARI']):.3f}", f"{r['ARI'].min():.3f}",
                      f"{np.median(r['used']):g} ({r['used'].min()})",
                      f"{np.median(r['fit_s']):.2f}",
-                     f"{difference:+.3f}" if method == "IICClustering" else ""])
+                     f"{difference:+.3f}" if iic else "",
+                     *(head_columns(r) if iic else ["", ""])])
     return rows
 
 
+# "head": on how many seeds the cluster heads labelled (not the merged
+# micro-clusters); "cut ratio": their normalised cut over the merge's, median.
 METHOD_HEADER = ["method", "ARI median", "ARI min", "clusters used", "fit s",
-                 "IIC - best classic"]
+                 "IIC - best classic", "head", "cut ratio"]
 
 
 def summary_line(label, gaps):
@@ -379,7 +399,7 @@ def run_grid(seeds, quick):
     grid = ({"k": (5, 10), "n_per": (30,), "d": (2, 10)} if quick else GRID)
     header = ["k", "n per cluster", "d", "KMeans ARI", "IIC ARI median", "IIC ARI min",
               "IIC clusters used", "IIC fit s", "IIC - KMeans", "KMeans >= 0.98",
-              "IIC level, all k"]
+              "IIC level, all k", "head", "cut ratio"]
     rows, right, level = [], 0, 0
     for k in grid["k"]:
         for n_per in grid["n_per"]:
@@ -397,7 +417,8 @@ def run_grid(seeds, quick):
                        f"{iic['ARI'].min():.3f}",
                        f"{np.median(iic['used']):g} ({iic['used'].min()})",
                        f"{np.median(iic['fit_s']):.2f}", f"{difference:+.3f}",
-                       "yes" if is_right else "", ("yes" if is_level else "no") if is_right else ""]
+                       "yes" if is_right else "", ("yes" if is_level else "no") if is_right else "",
+                       *head_columns(iic)]
                 print(" | ".join(map(str, row)), flush=True)
                 rows.append(row)
     summary = [f"KMeans reaches ARI >= {RIGHT} in {right} of {len(rows)} cells; IIC is within "

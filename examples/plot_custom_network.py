@@ -79,7 +79,11 @@ class SmallCNN(nn.Module):
 # :class:`~sklearn_iic.MLP`. An MLP expects flat feature vectors, so it is
 # given the flat rows ``X / 16``, while the convolutional networks get the
 # ``(n, 8, 8)`` images. Three sub-heads are trained for each model; the one
-# with the lowest loss on the training pairs gives the labels.
+# with the lowest loss on the training pairs gives the labels. On feature
+# vectors the class is called twice: once for the heads of micro-clusters,
+# once for the heads of ``n_clusters`` trained beside them (the user guide's
+# "Cluster heads beside the micro-clusters"), so the MLP's parameter count
+# covers both networks.
 models = {
     "SmallCNN (images)": (
         IICClustering(

@@ -5,21 +5,28 @@ to which cluster head. Training, inference and the plan of a fit read the
 heads through it, never through column arithmetic of their own.
 """
 
+import torch
+
 
 class Heads:
     """Layout of the cluster heads in the network's output logits.
 
-    The logits hold ``n_subheads`` main heads of ``n_clusters`` columns (the
-    micro-clusters when they are merged afterwards), then
-    ``n_subheads`` overclustering heads of ``n_overclusters`` columns (none
-    when ``n_overclusters`` is 0).
+    The logits hold ``n_subheads`` main heads of ``main_size`` columns (the
+    micro-clusters when they are merged afterwards), then ``n_subheads``
+    overclustering heads of ``n_overclusters`` columns (none when
+    ``n_overclusters`` is 0), then ``n_subheads`` cluster heads of
+    ``cluster_size`` columns (none when 0): heads of ``n_clusters`` trained
+    beside micro-clusters, whose clusters compete with the merged ones.
+    Heads are numbered in that order, from 0, by their ``index``.
     """
 
-    def __init__(self, n_clusters, n_overclusters, n_subheads):
-        self.sizes = [n_clusters] * n_subheads + [n_overclusters] * n_subheads * bool(
+    def __init__(self, main_size, n_overclusters, n_subheads, cluster_size=0):
+        self.sizes = [main_size] * n_subheads + [n_overclusters] * n_subheads * bool(
             n_overclusters
         )
         self.n_subheads = n_subheads
+        self.n_auxiliary = len(self.sizes)  # heads before the cluster heads
+        self.sizes += [cluster_size] * n_subheads * bool(cluster_size)
 
     def __repr__(self):
         return f"Heads(sizes={self.sizes})"
@@ -33,11 +40,47 @@ class Heads:
     def n_outputs(self):
         return sum(self.sizes)
 
+    @property
+    def cluster_size(self):
+        """Clusters of each cluster head; 0 when there are none."""
+        return self.sizes[-1] if len(self.sizes) > self.n_auxiliary else 0
+
+    @property
+    def n_cluster_outputs(self):
+        """The last logits, those of the cluster heads."""
+        return sum(self.sizes[self.n_auxiliary :])
+
+    @property
+    def n_cluster_heads(self):
+        """Cluster sub-heads: ``n_subheads``, or 0 when there are none."""
+        return len(self.sizes) - self.n_auxiliary
+
+    def cluster_index(self, head):
+        """Index of cluster sub-head ``head`` among all heads."""
+        return self.n_auxiliary + head
+
+    def labelling_index(self, best_head, cluster_head):
+        """Index of the head that labels: cluster sub-head ``cluster_head``, or ``best_head``."""
+        return best_head if cluster_head is None else self.cluster_index(cluster_head)
+
     def probabilities(self, logits):
-        """Softmax of each head: main heads first, then overclustering heads."""
+        """Softmax of each head: main heads, overclustering heads, then cluster heads."""
         return [chunk.softmax(dim=1) for chunk in logits.split(self.sizes, dim=1)]
 
-    def main(self, logits, head):
-        """Logits of main sub-head ``head``."""
-        size = self.main_size
-        return logits[:, head * size : (head + 1) * size]
+    def logits(self, logits, index):
+        """Logits of head ``index`` (main sub-head ``index`` below ``n_subheads``)."""
+        start = sum(self.sizes[:index])
+        return logits[:, start : start + self.sizes[index]]
+
+    def losses(self, losses):
+        """The quantity training minimises from each head's loss, and the main heads' mean.
+
+        The mean loss of each kind of head, summed: the main heads', plus the
+        overclustering heads', plus the cluster heads'.
+        """
+        n = self.n_subheads
+        means = [torch.stack(losses[i : i + n]).mean() for i in range(0, len(losses), n)]
+        total = means[0]
+        for mean in means[1:]:
+            total = total + mean
+        return total, means[0]

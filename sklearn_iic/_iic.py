@@ -28,7 +28,12 @@ from torch.profiler import record_function
 from ._callbacks import EpochTasks, FitTasks
 from ._checks import check_perturbation
 from ._distributed import data_parallel
-from ._inference import merged_probabilities, pair_joints, prediction_batch_size
+from ._inference import (
+    merged_probabilities,
+    pair_joints,
+    pair_label_counts,
+    prediction_batch_size,
+)
 from ._input import (
     as_tensor,
     check_input_shape,
@@ -40,7 +45,16 @@ from ._input import (
     znormalise_series,
 )
 from ._loss import normalized_mutual_information
-from ._merge import choose_head, cut_tree, merge_matrix, merged_joint, rank_by_size
+from ._merge import (
+    choose_cluster_head,
+    choose_head,
+    cluster_head_labels,
+    cut_tree,
+    merge_matrix,
+    merged_joint,
+    normalized_cut,
+    rank_by_size,
+)
 from ._networks import build_network, run_in_training_mode
 from ._pairs import PairSampler, nearest_neighbors, neighbors_among, random_rows
 from ._plan import make_plan, shift_distance, step_work
@@ -101,8 +115,11 @@ class IICClustering(
     ``n_clusters``, always the two groups whose samples are paired together
     most often relative to chance: micro-clusters that share pairs end up
     together, whatever the shape of their union (rings, moons, curved
-    manifolds) and whatever its size. Labels are the argmax of the (merged)
-    soft assignments.
+    manifolds) and whatever its size. A second network trained beside it
+    clusters the data into ``n_clusters`` directly; its clusters replace the
+    merged ones when clearly fewer pairs cross them (separated blobs that
+    the merge joins through a few ambiguous micro-clusters). Labels are the
+    argmax of the (merged) soft assignments.
     Feature vectors are first mapped to coordinates in which neighbours
     differ equally in every direction (``whiten``), so that clusters
     stretched along some directions do not reach into each other.
@@ -137,7 +154,12 @@ class IICClustering(
         the error message). ``n_outputs`` is ``n_clusters`` times
         ``n_subheads`` (``n_microclusters_`` per head when micro-clusters
         are merged), plus the overclustering heads: the output is split into
-        the heads, so the last linear layer acts as independent heads.
+        the heads, so the last linear layer acts as independent heads. With
+        cluster heads (``n_microclusters="auto"`` on feature vectors), a
+        class or factory is called twice: for the micro-cluster heads, then
+        for ``n_clusters`` times ``n_subheads`` outputs of the cluster heads,
+        and the two networks train side by side; a module instance gets no
+        cluster heads.
 
     perturbation : "auto", callable, sequence of callables or None, default="auto"
         The random map ``g`` applied to the pair side, called as
@@ -241,7 +263,13 @@ class IICClustering(
         concentric circles); on mnist1d series it measured no better, and on
         images worse on balanced digits and better on long-tailed ones (see
         the user guide's section on cluster sizes, and
-        docs/benchmarks/imbalance_variants.md).
+        docs/benchmarks/imbalance_variants.md). On feature vectors with an
+        int ``n_clusters``, ``"auto"`` also trains heads of ``n_clusters``
+        beside the micro-clusters, on a network of their own, and they
+        label instead of the merge when they cut clearly fewer pairs
+        (``cluster_head_``): the merge keeps clusters of unequal sizes apart,
+        the heads find many separated blobs that the merge joins. An int
+        merges micro-clusters only.
 
     linkage : {"cosine", "information"}, default="cosine"
         Which two groups of micro-clusters each merge joins. ``"cosine"``:
@@ -396,7 +424,23 @@ class IICClustering(
         (``series_scaling="series"``).
 
     best_head_ : int
-        Index of the main sub-head used for labels.
+        Index of the main sub-head whose micro-clusters are merged (the one
+        that labels unless ``cluster_head_`` is set).
+
+    cluster_head_ : int or None
+        Index of the cluster sub-head that labels, when the cluster heads
+        trained beside the micro-clusters (``n_microclusters="auto"`` on
+        feature vectors) cut clearly fewer pairs than the merged
+        micro-clusters (see ``normalized_cuts_``); None when the merged
+        micro-clusters label, and when there are no cluster heads.
+
+    normalized_cuts_ : ndarray of shape (2,) or None
+        Normalised cut of the pairs of the training data by the merged
+        micro-clusters and by the best cluster sub-head, in that order: for
+        each cluster, the share of its pairs that join another cluster,
+        summed over clusters (an empty cluster counts 1). The cluster head
+        labels when its cut is below 0.4 times the merge's. None without
+        cluster heads.
 
     head_losses_ : ndarray of shape (n_subheads,)
         IIC loss (``lamb=1``, so minus the mutual information) of each main
@@ -409,9 +453,10 @@ class IICClustering(
         Rows the network was trained on (see ``max_samples``); every row of
         the training data is labelled in ``labels_``.
 
-    merge_map_ : ndarray of shape (`n_microclusters_`,)
-        Cluster (as numbered in ``labels_``) of each micro-cluster of the best
-        sub-head.
+    merge_map_ : ndarray of shape (`n_microclusters_`,) or (`n_clusters_`,)
+        Cluster (as numbered in ``labels_``) of each cluster of the head
+        that labels: of each micro-cluster of the best sub-head, or, when
+        ``cluster_head_`` is set, of each cluster of that cluster sub-head.
 
     n_clusters_ : int
         Number of clusters: ``n_clusters``, or the number chosen when
@@ -697,7 +742,8 @@ class IICClustering(
             probe = X[:_PROBE_ROWS]
             with stream.section():
                 network = build_network(
-                    self.network, plan.input_shape, plan.heads.n_outputs, probe
+                    self.network, plan.input_shape, plan.heads.n_outputs, probe,
+                    plan.heads.n_cluster_outputs,
                 )
             draws = stream.draws(lambda: run_in_training_mode(network, probe))
             if plan.perturbation is not None:
@@ -759,10 +805,14 @@ class IICClustering(
             Rows sum to one; their argmax is :meth:`predict`.
         """
         check_is_fitted(self)
-        return self._merged_proba(X, self.merge_map_, self.n_clusters_)
+        return self._merged_proba(X, self.merge_map_, self.n_clusters_, self._labelling_head())
 
-    def _merged_proba(self, X, groups, n_clusters):
-        """Probabilities of X's micro-clusters summed into ``n_clusters`` by ``groups``."""
+    def _labelling_head(self):
+        """The head whose clusters ``merge_map_`` merges, as ``Heads`` numbers it."""
+        return self._plan.heads.labelling_index(self.best_head_, self.cluster_head_)
+
+    def _merged_proba(self, X, groups, n_clusters, index):
+        """Probabilities of head ``index``'s clusters summed into ``n_clusters`` by ``groups``."""
         X = self._validate_fitted_input(X)
         plan = self._plan
         device = inference_device(self.device)
@@ -778,7 +828,7 @@ class IICClustering(
         n_threads = inference_threads(work) if device.type == "cpu" else 1
         with runtime(n_threads, device), _phase("predict"):
             proba = merged_probabilities(
-                self._network_on(device), batches, plan.heads, self.best_head_, merge
+                self._network_on(device), batches, plan.heads, index, merge
             )
         return proba.double().numpy()
 
@@ -848,7 +898,7 @@ class IICClustering(
         if n_clusters == self.n_clusters_:
             return self.predict(X)
         groups = cut_tree(self.children_, n_clusters)
-        labels = self._merged_proba(X, groups, n_clusters).argmax(axis=1)
+        labels = self._merged_proba(X, groups, n_clusters, self.best_head_).argmax(axis=1)
         return rank_by_size(labels, n_clusters)[labels]
 
     def score(self, X, y=None):
@@ -903,7 +953,7 @@ class IICClustering(
             with _global_draws(plan, GlobalStream(plan.seed, device)):
                 (joint,) = pair_joints(
                     network, sampler, plan.heads, plan.eval_batch_size,
-                    plan.passes_for(X.shape[0]), subheads=[self.best_head_],
+                    plan.passes_for(X.shape[0]), indices=[self._labelling_head()],
                 )
         return normalized_mutual_information(
             merged_joint(joint, self.merge_map_, self.n_clusters_)
@@ -966,7 +1016,13 @@ def _global_draws(plan, stream):
 
 @dataclasses.dataclass
 class _Merged:
-    """The merge of a fit: the chosen sub-head, its merge tree and its micro-clusters' groups."""
+    """The merge of a fit: the chosen sub-head, its merge tree and its micro-clusters' groups.
+
+    ``cluster_head``: the cluster sub-head that labels, when its clusters
+    cut fewer pairs than the merged micro-clusters (``cuts``: the normalised
+    cuts of the two), its clusters then numbered by ``groups``; None when
+    the merged micro-clusters label.
+    """
 
     children: np.ndarray
     distances: np.ndarray
@@ -974,26 +1030,53 @@ class _Merged:
     best_head: int
     n_clusters: int
     groups: np.ndarray
+    cluster_head: int | None = None
+    cuts: np.ndarray | None = None
+
+    def labelling(self, heads, device):
+        """The head that labels, as ``heads`` numbers it, and the matrix merging its clusters."""
+        return (heads.labelling_index(self.best_head, self.cluster_head),
+                merge_matrix(self.groups, self.n_clusters, device))
 
 
 def _merge(network, sampler, plan):
-    """Merge every main sub-head's micro-clusters by the joints of their pairs; choose one."""
+    """Merge every main sub-head's micro-clusters by the joints of their pairs; choose one.
+
+    With cluster heads, the best of them (the least IIC loss) competes with
+    the merged micro-clusters: the head labels when its clusters hold
+    clearly more of their pairs (a clearly lower normalised cut).
+    """
+    heads = plan.heads
+    main = list(range(heads.n_subheads))
+    clusters = [heads.cluster_index(h) for h in range(heads.n_cluster_heads)]
     with _phase("fit.joints"):
-        joints = pair_joints(network, sampler, plan.heads, plan.eval_batch_size, plan.joint_passes)
+        joints = pair_joints(network, sampler, heads, plan.eval_batch_size, plan.joint_passes,
+                             indices=main + clusters)
     with _phase("fit.merge"):
         (children, distances), head_losses, best_head, n_clusters = choose_head(
-            joints, plan.n_clusters, plan.choose_n_clusters, plan.linkage
+            joints[: len(main)], plan.n_clusters, plan.choose_n_clusters, plan.linkage
         )
         groups = cut_tree(children, n_clusters)
-    return _Merged(children, distances, head_losses, best_head, n_clusters, groups)
+    merged = _Merged(children, distances, head_losses, best_head, n_clusters, groups)
+    if not clusters:
+        return merged
+    with _phase("fit.partition"):
+        head = dataclasses.replace(merged, cluster_head=choose_cluster_head(joints[len(main) :]),
+                                   groups=np.arange(n_clusters))
+        counts = pair_label_counts(
+            network, sampler, heads, plan.eval_batch_size, plan.joint_passes,
+            [candidate.labelling(heads, plan.device) for candidate in (merged, head)],
+        )
+        cuts = np.array([normalized_cut(c.cpu().numpy()) for c in counts])
+    return dataclasses.replace(head if cluster_head_labels(cuts) else merged, cuts=cuts)
 
 
 def _label(network, X, plan, merged):
-    """The cluster of every row of ``X``: the argmax of the chosen sub-head's merged clusters."""
+    """The cluster of every row of ``X``: the argmax of the labelling head's merged clusters."""
     with _phase("fit.label"):
-        merge = merge_matrix(merged.groups, merged.n_clusters, plan.device)
         batches = X.split(prediction_batch_size(plan.n_features))
-        proba = merged_probabilities(network, batches, plan.heads, merged.best_head, merge)
+        proba = merged_probabilities(network, batches, plan.heads,
+                                     *merged.labelling(plan.heads, plan.device))
         return proba.argmax(dim=1).numpy()
 
 
@@ -1019,6 +1102,8 @@ def _fitted_attributes(network, sampler, X, plan, scaling, input_shape, training
         converged_=training.converged,
         head_losses_=merged.head_losses,
         best_head_=merged.best_head,
+        cluster_head_=merged.cluster_head,
+        normalized_cuts_=merged.cuts,
         n_microclusters_=plan.heads.main_size,
         max_samples_=plan.n_train_samples,
         n_clusters_=merged.n_clusters,

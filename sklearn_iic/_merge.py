@@ -3,7 +3,7 @@
 Everything between the trained network's pair joints and the labels: the
 merge tree and its cuts, the number of clusters read from the tree, the
 one-hot merge matrix and the merged joint, the label-free choice of the
-sub-head, and renumbering clusters by size.
+sub-head and of the partition, and renumbering clusters by size.
 """
 
 import numpy as np
@@ -19,6 +19,14 @@ _GAP_SHARE = 0.5
 # Rows of the (k, k, k) tensor of the information merge built at once: bounds
 # its memory at about 64 MiB of float64 for any number of micro-clusters.
 _CHUNK_VALUES = 2**23
+
+# The cluster heads label only when their normalised cut is below this share
+# of the merged micro-clusters' (see cluster_head_labels): on the tuning
+# sets, separated blobs gave the heads a share below a third, long-tailed
+# iris about a half with the heads' labels far worse, and the real tables
+# mostly near 1 (docs/benchmarks.rst, "Cluster heads: design and cost";
+# the "cut ratio" columns of docs/benchmarks/blob_grid.md, real_tables.md).
+_HEAD_CUT_SHARE = 0.4
 
 # Below this, a product of marginals or a group's pairs within itself count
 # as zero; the lift of groups never paired is clipped at the loss's machine
@@ -281,6 +289,43 @@ def choose_head(joints, n_clusters, choose_n_clusters=False, linkage="cosine"):
     ])
     best = int(np.argmin(losses))
     return trees[best], losses, best, n_clusters
+
+
+def choose_cluster_head(joints):
+    """Index of the cluster sub-head whose clusters lose the least (as :func:`choose_head`)."""
+    return int(np.argmin([float(loss_from_joint(joint)) for joint in joints]))
+
+
+def normalized_cut(counts):
+    """Normalised cut of a partition: the share of each cluster's pairs that leave it, summed.
+
+    ``counts[a, b]``: pairs whose sample is in cluster ``a`` and partner in
+    ``b`` (:func:`~sklearn_iic._inference.pair_label_counts`). A cluster's
+    share is its pairs to other clusters over all its pairs (both sides of
+    each pair count); an empty cluster counts 1, as if it had no pair
+    inside. From 0 (no pair crosses clusters) to the number of clusters.
+    Two partitions into as many clusters compare by it whatever their sizes:
+    a cluster split in two adds the pairs across the split to both halves,
+    and a small fringe cut off a large cluster, whose pairs mostly reach
+    into it, adds nearly 1.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    pairs = counts + counts.T
+    volume = pairs.sum(axis=1)
+    leaving = volume - np.diag(pairs)
+    return float(np.where(volume > 0, leaving / np.maximum(volume, _TINY), 1.0).sum())
+
+
+def cluster_head_labels(cuts):
+    """Whether the cluster head labels, from the normalised cuts of ``(merged, head)``.
+
+    The head must cut clearly fewer pairs (a share ``_HEAD_CUT_SHARE`` of
+    the merged micro-clusters' cut): the cut is estimated from pairs drawn
+    at random, and the merge, which does not ask for clusters of equal size,
+    keeps the labels when the two are close.
+    """
+    merged, head = cuts
+    return head < _HEAD_CUT_SHARE * merged
 
 
 def rank_by_size(labels, n_clusters):

@@ -219,6 +219,27 @@ def default_network(input_shape, n_outputs):
     return ConvNet(input_shape, n_outputs)
 
 
+class Branches(nn.Module):
+    """Two networks side by side on the same input; their logits are concatenated.
+
+    Each head is a linear map of one trunk only, so a loss on the second
+    network's logits trains the second network alone.
+    """
+
+    def __init__(self, first, second):
+        super().__init__()
+        self.first, self.second = first, second
+
+    def forward(self, x):
+        return torch.cat([self.first(x), self.second(x)], dim=1)
+
+
+def _default_cluster_network(n_features, n_outputs):
+    # One hidden layer: cheaper than the default two, and better on separated
+    # blobs in 50 dimensions (docs/benchmarks.rst, "Cluster heads: design and cost").
+    return MLP(n_features, n_outputs, hidden_layer_sizes=(256,))
+
+
 def convnet_memory_format(batch):
     """Layout of a :class:`ConvNet`'s weights when fed ``batch``: channels-last for CPU images.
 
@@ -233,13 +254,23 @@ def convnet_memory_format(batch):
     return torch.preserve_format
 
 
-def build_network(network, input_shape, n_outputs, probe):
+def build_network(network, input_shape, n_outputs, probe, n_cluster_outputs=0):
     """The network to train, on ``probe``'s device in eval mode, checked on the ``probe`` rows.
 
     ``network`` is the estimator's parameter: ``None`` (the default network),
     a class or factory called as ``network(input_shape, n_outputs)``, or a
-    module instance, which is deep-copied and never trained in place.
+    module instance, which is deep-copied and never trained in place. With
+    ``n_cluster_outputs``, the factory builds two networks, the first for
+    the other heads and then one for the last ``n_cluster_outputs`` logits
+    (the cluster heads), run side by side as :class:`Branches`: each head
+    trains its own trunk. The default network's cluster heads get an MLP of
+    one hidden layer.
     """
+    if n_cluster_outputs:
+        first = n_outputs - n_cluster_outputs
+        second = _default_cluster_network if network is None else network
+        return Branches(build_network(network, input_shape, first, probe),
+                        build_network(second, input_shape, n_cluster_outputs, probe)).eval()
     if isinstance(network, nn.Module):
         network = copy.deepcopy(network)
     else:

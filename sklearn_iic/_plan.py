@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 import torch
 from sklearn.neighbors import NearestNeighbors
+from torch import nn
 
 from ._heads import Heads
 from ._input import kind_of_shape
@@ -228,7 +229,9 @@ def make_plan(params, input_shape, n_samples, measure_shift_distance=None):
     pairs = _AUTO_PAIRS[kind] if params["pairs"] == "auto" else params["pairs"]
     whiten = _whiten(params["whiten"], kind)
     # Choosing n_clusters needs a tree of micro-clusters, on every kind of data.
-    heads = _heads(params, n_clusters, kind == "table" or choose_n_clusters, n_samples)
+    heads = _heads(
+        params, n_clusters, kind == "table" or choose_n_clusters, n_samples, choose_n_clusters
+    )
     batch_size = min(params["batch_size"], n_samples)
     work = step_work(input_shape, batch_size * params["n_repeats"], heads.n_outputs)
     n_epochs = _n_epochs(params["n_epochs"], n_samples, params["batch_size"], work, kind)
@@ -393,7 +396,7 @@ def _n_microclusters(params, n_clusters, merge, n_samples):
     return n_micro
 
 
-def _heads(params, n_clusters, merge, n_samples):
+def _heads(params, n_clusters, merge, n_samples, choose_n_clusters):
     n_micro = _n_microclusters(params, n_clusters, merge, n_samples)
     overclustering = params["overclustering"]
     n_over = round(overclustering * n_clusters) if overclustering else 0
@@ -409,7 +412,17 @@ def _heads(params, n_clusters, merge, n_samples):
             f"more than the {_MAX_JOINT_ENTRIES} entries that fit in memory; lower "
             "n_microclusters or overclustering."
         )
-    return Heads(n_micro, n_over, params["n_subheads"])
+    # n_microclusters="auto" merges micro-clusters and trains cluster heads
+    # beside them, on a trunk of their own, which label when they cut far
+    # fewer pairs: merging finds clusters of unequal sizes that a head
+    # of n_clusters splits, the head finds separated blobs that the merge
+    # joins (docs/benchmarks/real_tables.md, blob_grid.md). A network given
+    # as a module is one trunk, so it gets no cluster heads.
+    cluster_heads = (
+        params["n_microclusters"] == "auto" and n_clusters < n_micro and not choose_n_clusters
+        and not isinstance(params["network"], nn.Module)
+    )
+    return Heads(n_micro, n_over, params["n_subheads"], n_clusters if cluster_heads else 0)
 
 
 def _patience(n_iter_no_change, n_epochs, n_samples, batch_size):

@@ -129,7 +129,8 @@ class Step:
     ``probs`` and ``partner_probs`` hold the softmax of every head (main
     heads first) for the batch and for its pairs; ``losses`` the IIC loss of
     every head; ``main_loss`` their mean over the main heads; ``loss``, the
-    quantity minimised, adds the mean over the overclustering heads.
+    quantity minimised, adds the mean over the overclustering heads and the
+    mean over the cluster heads (:meth:`~sklearn_iic._heads.Heads.losses`).
     """
 
     probs: list
@@ -143,8 +144,9 @@ class TrainingLoop:
     """Train ``network`` in place by minimising the IIC loss of every head.
 
     Each step averages the loss over the main sub-heads and adds the average
-    over the overclustering sub-heads. Training stops after ``n_epochs``, or
-    earlier once a callback sets ``stop_training`` (:class:`Convergence`).
+    over the overclustering sub-heads and over the cluster sub-heads.
+    Training stops after ``n_epochs``, or earlier once a callback sets
+    ``stop_training`` (:class:`Convergence`).
 
     Parameters
     ----------
@@ -322,11 +324,7 @@ class TrainingLoop:
         partner_probs = self.heads.probabilities(partner_logits)
         totals = self.group.sum_joints([p.T @ q for p, q in zip(probs, partner_probs)])
         losses = [loss_from_joint(normalize_joint(t), self.lamb) for t in totals]
-        n_main = self.heads.n_subheads
-        main_loss = torch.stack(losses[:n_main]).mean()
-        loss = main_loss
-        if len(losses) > n_main:
-            loss = loss + torch.stack(losses[n_main:]).mean()
+        loss, main_loss = self.heads.losses(losses)
         return Step(probs, partner_probs, losses, main_loss, loss)
 
     def notify(self, hook, *args):

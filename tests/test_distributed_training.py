@@ -145,7 +145,7 @@ def _fit(rank):
 
 def _steps(rank):
     model = IICClustering(**STEPS, network=GradientRecorder, distributed=True).fit(_data())
-    return dict(_summary(model), gradients=model.network_.network.gradients)
+    return dict(_summary(model), gradients=model.network_.network.first.gradients)
 
 
 def _convnet_fit(kind, distributed):
@@ -315,7 +315,7 @@ def single():
     steps = IICClustering(**STEPS, network=GradientRecorder).fit(_data())
     return {
         "fit": _summary(IICClustering(**BATCHES).fit(_data())),
-        "steps": dict(_summary(steps), gradients=steps.network_.network.gradients),
+        "steps": dict(_summary(steps), gradients=steps.network_.network.first.gradients),
         "image": _convnet_fit("image", False),
         "series": _convnet_fit("series", False),
     }
@@ -456,9 +456,10 @@ def test_no_step_makes_a_collective_beyond_its_loss_and_gradients(ranks):
     for counts in _ok(ranks, "collectives"):
         # Checkpoints: the plan, before training, before each epoch's steps, the end.
         assert counts["all_gather"] == 3 + n_epochs
-        # Per step: each BatchNorm layer's moments and the heads' joints, forward
-        # and backward, and the gradients (with the failure flag).
-        assert counts["batch_norms"] == 2
+        # Per step: each BatchNorm layer's moments (two in the micro-clusters'
+        # MLP, one in the cluster heads') and the heads' joints, forward and
+        # backward, and the gradients (with the failure flag).
+        assert counts["batch_norms"] == 3
         assert counts["all_reduce"] == steps * (2 * counts["batch_norms"] + 2 + 1)
 
 

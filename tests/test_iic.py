@@ -19,6 +19,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
 from sklearn_iic import MLP, IICClustering, Whitening
+from sklearn_iic._networks import Branches
 from sklearn_iic.metrics import clustering_accuracy
 from sklearn_iic.perturbations import GaussianNoise
 
@@ -109,9 +110,13 @@ class TinyNet(nn.Module):
 def test_network_class_factory_and_instance(blobs):
     X, _ = blobs
     by_class = IICClustering(n_clusters=3, network=TinyNet, whiten=False, **FAST).fit(X)
-    assert isinstance(by_class.network_, TinyNet)
+    # A class builds the micro-cluster heads' network, then the cluster heads'.
+    assert isinstance(by_class.network_, Branches)
+    assert isinstance(by_class.network_.first, TinyNet)
+    assert by_class.network_.second.layers[-1].out_features == 3 * by_class.n_subheads
     by_factory = IICClustering(
-        n_clusters=3, network=lambda d, k: MLP(d, k, hidden_layer_sizes=(32,)), **FAST
+        n_clusters=3, network=lambda d, k: MLP(d, k, hidden_layer_sizes=(32,)),
+        n_microclusters=None, **FAST
     ).fit(X)
     # Whitened (the default on feature vectors): the fixed map, then the network.
     assert isinstance(by_factory.network_.whitening, Whitening)
@@ -273,7 +278,7 @@ def test_compile_trains_through_torch_compile(blobs):
     compiled = IICClustering(n_clusters=3, compile={"backend": "eager"}, **FAST).fit(X)
     np.testing.assert_allclose(compiled.loss_curve_, plain.loss_curve_, rtol=1e-5)
     np.testing.assert_array_equal(compiled.labels_, plain.labels_)
-    assert type(compiled.network_.network) is MLP
+    assert type(compiled.network_.network.first) is MLP
     pickle.loads(pickle.dumps(compiled))
 
 
@@ -912,3 +917,42 @@ def test_auto_n_clusters_on_images_merges_micro_clusters():
     # At most the samples trained on.
     tiny = IICClustering("auto", n_subheads=1, n_epochs=2, random_state=0).fit(X[:6])
     assert tiny.n_microclusters_ == 6 and 2 <= tiny.n_clusters_ <= 5
+
+
+def test_cluster_heads_label_separated_blobs_that_the_merge_joins():
+    # Ten separated blobs of 60 points in 50-D: the merged micro-clusters
+    # joined blobs (ARI 0.669, 7 of 10 clusters used, seed 0); the cluster
+    # heads trained beside them cut no pair and label (ARI 1.000, seeds 0-2).
+    X, y = make_blobs(600, n_features=50, centers=10, cluster_std=3.0, random_state=0)
+    model = IICClustering(10, random_state=0).fit(X)
+    merged_cut, head_cut = model.normalized_cuts_
+    assert model.cluster_head_ is not None and head_cut < 0.4 * merged_cut
+    assert adjusted_rand_score(y, model.labels_) > 0.98
+    assert len(np.unique(model.labels_)) == 10
+    assert model.merge_map_.shape == (10,)
+    np.testing.assert_array_equal(model.predict(X), model.labels_)
+    np.testing.assert_array_equal(model.predict_at(X, 10), model.labels_)
+    # Other cuts come from the merge tree of the micro-clusters, as before.
+    assert model.children_.shape == (model.n_microclusters_ - 1, 2)
+    assert set(np.unique(model.predict_at(X, 4))) <= set(range(4))
+    assert 0.9 < model.score(X) <= 1
+
+
+def test_merged_micro_clusters_keep_unequal_blobs_apart():
+    # Blobs of 700, 200 and 100 points: the cluster heads, pulled to equal
+    # sizes, split the large blob (ARI about 0.4) and cut about a hundred
+    # times more pairs; the merged micro-clusters label (ARI 1.000, seeds 0-2).
+    X, y = make_blobs([700, 200, 100], n_features=5, cluster_std=[2.0, 1.0, 0.5], random_state=0)
+    model = IICClustering(3, random_state=0).fit(X)
+    assert model.cluster_head_ is None
+    assert model.normalized_cuts_[1] > 10 * model.normalized_cuts_[0]
+    assert adjusted_rand_score(y, model.labels_) == 1.0
+    assert model.merge_map_.shape == (model.n_microclusters_,)
+    np.testing.assert_array_equal(model.predict(X), model.labels_)
+
+
+def test_no_cluster_heads_without_automatic_micro_clusters(blobs):
+    X, _ = blobs
+    for params in ({"n_microclusters": 50}, {"n_microclusters": None}, {"n_clusters": "auto"}):
+        model = IICClustering(**{"n_clusters": 3, **params, **FAST}).fit(X)
+        assert model.cluster_head_ is None and model.normalized_cuts_ is None

@@ -27,7 +27,7 @@ def test_pair_joints_sum_over_passes_and_batches():
     # Pairs of a sample with itself, three times over: the joint of the whole set.
     for joint, p in zip(joints, probs):
         torch.testing.assert_close(joint, joint_distribution(p, p))
-    (only,) = pair_joints(network, sampler, heads, 7, 1, subheads=[1])
+    (only,) = pair_joints(network, sampler, heads, 7, 1, indices=[1])
     torch.testing.assert_close(only, joints[1])
 
 

@@ -6,12 +6,14 @@ import torch
 
 from sklearn_iic._loss import loss_from_joint, normalize_joint
 from sklearn_iic._merge import (
+    choose_cluster_head,
     choose_head,
     cut_tree,
     merge_matrix,
     merge_tree,
     merged_joint,
     n_clusters_from_tree,
+    normalized_cut,
     rank_by_size,
 )
 
@@ -273,3 +275,35 @@ def test_choose_head_chooses_the_median_number_of_clusters():
     assert n_clusters == 3
     # The leak between blocks costs a little of the ln 3 of three separate blocks.
     assert best == 0 and losses[0] == pytest.approx(-np.log(3), abs=2e-2)
+
+
+def test_normalized_cut_by_hand():
+    # Cluster 0: 6 pairs inside, 2 to cluster 1 (both sides counted: 12
+    # inside, 2 out of 14); cluster 1: 4 pairs inside, the 2 from cluster 0
+    # (8 inside, 2 out of 10); cluster 2 is empty and counts 1.
+    counts = np.array([[6.0, 2.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 0.0]])
+    assert normalized_cut(counts) == pytest.approx(2 / 14 + 2 / 10 + 1)
+    assert normalized_cut(np.diag([3.0, 5.0])) == 0.0
+
+
+def test_normalized_cut_prefers_whole_clusters_to_a_split_and_a_merge():
+    # Three groups of equal pairs inside; splitting the first in halves and
+    # merging the other two cuts more pairs than the three groups as they are.
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 100)
+    partner = np.where(rng.random(300) < 0.9, labels, rng.integers(0, 3, 300))
+    whole = np.zeros((3, 3))
+    np.add.at(whole, (labels, partner), 1)
+    relabel = np.array([0, 2, 2])
+    split = np.where((labels == 0) & (np.arange(300) % 2 == 1), 1, relabel[labels])
+    split_partner = np.where(
+        (partner == 0) & (rng.random(300) < 0.5), 1, relabel[partner])
+    other = np.zeros((3, 3))
+    np.add.at(other, (split, split_partner), 1)
+    assert normalized_cut(whole) < normalized_cut(other)
+
+
+def test_choose_cluster_head_keeps_the_most_informative():
+    informative = normalize_joint(torch.eye(3, dtype=torch.float64) + 0.01)
+    uniform = normalize_joint(torch.ones(3, 3, dtype=torch.float64))
+    assert choose_cluster_head([uniform, informative, uniform]) == 1

@@ -18,8 +18,14 @@ def test_auto_settings_for_feature_vectors():
     assert kind_of_shape(p.input_shape) == "table" and p.whiten
     assert p.pairs == "both" and p.uses_neighbors
     assert p.perturbation == GaussianNoise(0.1)
-    # max(50, 5 * n_clusters) micro-clusters in each of 5 sub-heads.
-    assert p.heads.main_size == 50 and p.heads.n_outputs == 250
+    # max(50, 5 * n_clusters) micro-clusters in each of 5 sub-heads, then
+    # 5 cluster heads of n_clusters.
+    assert p.heads.main_size == 50 and p.heads.cluster_size == 3
+    assert p.heads.n_outputs == 250 + 15 and p.heads.n_cluster_outputs == 15
+    # None asked for micro-clusters, "auto" n_clusters and a module instance get no cluster heads.
+    assert plan(n_clusters=3, n_microclusters=50).heads.cluster_size == 0
+    assert plan(n_clusters="auto").heads.cluster_size == 0
+    assert plan(n_clusters=3, network=torch.nn.Linear(4, 250)).heads.cluster_size == 0
     # About 800 optimiser steps: 4 batches of 256 per epoch.
     assert p.n_epochs == 200 // 1 // 2 and p.batch_size == 256
     assert p.joint_passes == joint_passes(1000, 50) == 50

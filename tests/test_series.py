@@ -336,7 +336,7 @@ def test_aligned_series_are_z_normalised_before_they_are_flattened():
     params = dict(n_clusters=3, input_kind="series", n_epochs=5, random_state=0)
     model = IICClustering(**params).fit(X)
     other = IICClustering(**params).fit(moved)
-    assert other._plan.input_shape == 64 and isinstance(other.network_.network, MLP)
+    assert other._plan.input_shape == 64 and isinstance(other.network_.network.first, MLP)
     np.testing.assert_array_equal(model.labels_, other.labels_)
     np.testing.assert_array_equal(other.predict(moved), other.labels_)
 
@@ -369,7 +369,7 @@ def test_aligned_series_are_clustered_time_point_by_time_point():
     X = np.stack([np.roll(x, -int(np.argmax(x[0]))) for x in X])
     model = IICClustering(n_clusters=3, input_kind="series", n_epochs=20, random_state=0).fit(X)
     assert model.input_shape_ == (1, 64) and model._plan.input_shape == 64
-    assert isinstance(model.network_.network, MLP) and model._plan.whiten
+    assert isinstance(model.network_.network.first, MLP) and model._plan.whiten
     np.testing.assert_array_equal(model.predict(X), model.labels_)
     # The same fit as the flattened, z-normalised series given as feature vectors.
     rows = znormalise_series(X.reshape(len(X), -1), (1, 64))

@@ -22,7 +22,15 @@ def test_heads_layout():
     probs = heads.probabilities(logits)
     assert [p.shape[1] for p in probs] == [50] * 5 + [30] * 5
     torch.testing.assert_close(probs[2], logits[:, 100:150].softmax(dim=1))
-    torch.testing.assert_close(heads.main(logits, 2), logits[:, 100:150])
+    torch.testing.assert_close(heads.logits(logits, 2), logits[:, 100:150])
+    torch.testing.assert_close(heads.logits(logits, 7), logits[:, 250 + 60 : 250 + 90])
+    assert heads.cluster_size == 0 and heads.n_cluster_outputs == 0
+    with_clusters = Heads(50, 0, 2, cluster_size=4)
+    assert with_clusters.sizes == [50, 50, 4, 4] and with_clusters.cluster_index(1) == 3
+    assert with_clusters.labelling_index(1, None) == 1
+    assert with_clusters.labelling_index(1, 0) == 2
+    torch.testing.assert_close(with_clusters.logits(torch.arange(108.0)[None], 3),
+                               torch.arange(104.0, 108.0)[None])
     assert Heads(3, 0, 2).sizes == [3, 3]
 
 
