@@ -940,7 +940,7 @@ def test_cluster_heads_label_separated_blobs_that_the_merge_joins():
 
 def test_merged_micro_clusters_keep_unequal_blobs_apart():
     # Blobs of 700, 200 and 100 points: the cluster heads, pulled to equal
-    # sizes, split the large blob (ARI about 0.4) and cut about a hundred
+    # sizes, split the large blob (ARI about 0.4) and cut many
     # times more pairs; the merged micro-clusters label (ARI 1.000, seeds 0-2).
     X, y = make_blobs([700, 200, 100], n_features=5, cluster_std=[2.0, 1.0, 0.5], random_state=0)
     model = IICClustering(3, random_state=0).fit(X)
