@@ -97,6 +97,8 @@ def evaluate(make_model, X, y, seeds, describe=None):
 
     ``describe(model, labels)``, if given, returns more fields of each run
     (a dict), read from the fitted model after the timed ``fit_predict``.
+    Every run also says whether IIC's cluster heads labelled (``"head"``;
+    false for other estimators).
     """
     runs = []
     for seed in seeds:
@@ -109,9 +111,15 @@ def evaluate(make_model, X, y, seeds, describe=None):
             "NMI": normalized_mutual_info_score(y, labels),
             "ARI": adjusted_rand_score(y, labels),
             "fit_s": seconds,
+            "head": getattr(model, "cluster_head_", None) is not None,
             **(describe(model, labels) if describe is not None else {}),
         })
     return runs
+
+
+def head_count(heads):
+    """``"k/n"``: on k of n runs the cluster heads labelled (``heads``: their ``"head"`` flags)."""
+    return f"{int(np.sum(heads))}/{len(heads)}"
 
 
 def summarise(runs):

@@ -59,6 +59,7 @@ from _common import (
     cpu_model,
     device_description,
     evaluate,
+    head_count,
     markdown_table,
     write_report,
 )
@@ -296,12 +297,10 @@ def load_table(name):
 
 
 def _describe(model, labels):
-    out = {"used": len(np.unique(labels)), "head": np.nan, "cut_ratio": np.nan}
+    # The cluster heads' normalised cut over the merge's (NaN without cluster heads).
     cuts = getattr(model, "normalized_cuts_", None)
-    if cuts is not None:
-        # Whether the cluster heads labelled, and their normalised cut over the merge's.
-        out.update(head=model.cluster_head_ is not None, cut_ratio=cuts[1] / max(cuts[0], 1e-12))
-    return out
+    cut_ratio = np.nan if cuts is None else cuts[1] / max(cuts[0], 1e-12)
+    return {"used": len(np.unique(labels)), "cut_ratio": cut_ratio}
 
 
 def methods(k, classics=CLASSICS):
@@ -334,9 +333,9 @@ def size_ratio(y):
 
 def head_columns(r):
     """Seeds on which the cluster heads labelled, and the median ratio of cuts (head / merged)."""
-    if np.isnan(r["head"]).all():
+    if np.isnan(r["cut_ratio"]).all():
         return ["", ""]
-    return [f"{int(np.nansum(r['head']))}/{len(r['head'])}", f"{np.nanmedian(r['cut_ratio']):.2f}"]
+    return [head_count(r["head"]), f"{np.nanmedian(r['cut_ratio']):.2f}"]
 
 
 def method_rows(keys, results, difference):

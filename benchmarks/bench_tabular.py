@@ -12,7 +12,14 @@ import argparse
 import pathlib
 
 import numpy as np
-from _common import device_description, evaluate, markdown_table, summarise, write_report
+from _common import (
+    device_description,
+    evaluate,
+    head_count,
+    markdown_table,
+    summarise,
+    write_report,
+)
 from sklearn.cluster import AgglomerativeClustering, KMeans, SpectralClustering
 from sklearn.datasets import (
     load_breast_cancer,
@@ -78,10 +85,6 @@ def methods(k):
     }
 
 
-def _head(model, labels):
-    return {"head": getattr(model, "cluster_head_", None) is not None}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
@@ -99,9 +102,9 @@ def main():
         X, y = load(name)
         results, heads = {}, {}
         for m, make in methods(len(np.unique(y))).items():
-            runs = evaluate(make, X, y, range(args.seeds), describe=_head)
+            runs = evaluate(make, X, y, range(args.seeds))
             results[m] = summarise(runs)
-            heads[m] = f"{sum(run['head'] for run in runs)}/{len(runs)}"
+            heads[m] = head_count([run["head"] for run in runs])
         best = max(r["ARI"][0] for m, r in results.items() if not m.startswith("IIC"))
         for method, r in results.items():
             gap = f"{r['ARI'][0] - best:+.3f}" if method.startswith("IIC") else ""
