@@ -5,8 +5,6 @@ to which cluster head. Training, inference and the plan of a fit read the
 heads through it, never through column arithmetic of their own.
 """
 
-import torch
-
 
 class Heads:
     """Layout of the cluster heads in the network's output logits.
@@ -63,9 +61,27 @@ class Heads:
         """Index of the head that labels: cluster sub-head ``cluster_head``, or ``best_head``."""
         return best_head if cluster_head is None else self.cluster_index(cluster_head)
 
+    @property
+    def kinds(self):
+        """``(n_heads, size)`` of each kind of head present: main, overclustering, cluster."""
+        n = self.n_subheads
+        return [(n, self.sizes[i]) for i in range(0, len(self.sizes), n)]
+
+    def kind_probabilities(self, logits):
+        """Softmax of every head, a ``(n_samples, n_heads, size)`` tensor per kind of head.
+
+        The heads of a kind are equal in size, so one softmax serves them all,
+        and their joints and losses are batched too: a training step runs a
+        few operators per kind of head instead of a few per head.
+        """
+        widths = [n_heads * size for n_heads, size in self.kinds]
+        return [chunk.unflatten(1, kind).softmax(dim=2)
+                for chunk, kind in zip(logits.split(widths, dim=1), self.kinds)]
+
     def probabilities(self, logits):
         """Softmax of each head: main heads, overclustering heads, then cluster heads."""
-        return [chunk.softmax(dim=1) for chunk in logits.split(self.sizes, dim=1)]
+        return [probs[:, h] for probs in self.kind_probabilities(logits)
+                for h in range(probs.shape[1])]
 
     def logits(self, logits, index):
         """Logits of head ``index`` (main sub-head ``index`` below ``n_subheads``)."""
@@ -73,13 +89,13 @@ class Heads:
         return logits[:, start : start + self.sizes[index]]
 
     def losses(self, losses):
-        """The quantity training minimises from each head's loss, and the main heads' mean.
+        """The quantity training minimises from the heads' losses, and the main heads' mean.
 
-        The mean loss of each kind of head, summed: the main heads', plus the
+        ``losses`` holds a vector per kind of head (the loss of each of its
+        heads). The mean loss of each kind, summed: the main heads', plus the
         overclustering heads', plus the cluster heads'.
         """
-        n = self.n_subheads
-        means = [torch.stack(losses[i : i + n]).mean() for i in range(0, len(losses), n)]
+        means = [kind.mean() for kind in losses]
         total = means[0]
         for mean in means[1:]:
             total = total + mean

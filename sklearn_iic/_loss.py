@@ -28,18 +28,21 @@ def joint_distribution(p, p_prime):
 
 
 def normalize_joint(total):
-    """Symmetrise and normalise an accumulated ``sum_i p_i p'_i^T``."""
-    total = (total + total.T) / 2
-    return total / total.sum()
+    """Symmetrise and normalise an accumulated ``sum_i p_i p'_i^T``.
+
+    ``total`` may be a stack of them (the last two dimensions), each normalised alone.
+    """
+    total = (total + total.transpose(-2, -1)) / 2
+    return total / total.sum(dim=(-2, -1), keepdim=True)
 
 
 def loss_from_joint(joint, lamb=1.0):
-    """IIC loss of a joint distribution; see :func:`iic_loss`."""
+    """IIC loss of a joint distribution, or of each of a stack of them; see :func:`iic_loss`."""
     # Out-of-place clamp: keeps autograd valid and gradients finite for empty clusters.
     joint = joint.clamp_min(_EPS)
-    p_i = joint.sum(dim=1, keepdim=True)
-    p_j = joint.sum(dim=0, keepdim=True)
-    return -(joint * (joint.log() - lamb * p_i.log() - lamb * p_j.log())).sum()
+    p_i = joint.sum(dim=-1, keepdim=True)
+    p_j = joint.sum(dim=-2, keepdim=True)
+    return -(joint * (joint.log() - lamb * p_i.log() - lamb * p_j.log())).sum(dim=(-2, -1))
 
 
 def iic_loss(p, p_prime, lamb=1.0):

@@ -98,6 +98,8 @@ class ConvNet(nn.Sequential):
 class GlobalPool1d(nn.Module):
     """Pool a batch of shape ``(n, channels, length)`` over time to ``(n, k * channels)``.
 
+    Any trailing dimensions are pooled together: ``(n, channels, 1, length)`` as well.
+
     Parameters
     ----------
     mode : {"max", "avg", "maxavg"}, default="maxavg"
@@ -111,6 +113,7 @@ class GlobalPool1d(nn.Module):
         self.mode = mode
 
     def forward(self, x):
+        x = x.flatten(2)
         pooled = []
         if "max" in self.mode:
             pooled.append(x.amax(dim=2))
@@ -132,9 +135,18 @@ class ConvNet1d(nn.Sequential):
     ``max_channels``. The features are then pooled over the whole remaining
     time axis (``global_pool``), so a pattern is recognised wherever it
     occurs: the output changes little when the series is shifted. A linear
-    layer maps them to the logits. A length of 16 gets 2 blocks, 40 gets 4,
-    150 gets 6 and 1,000 gets 8. Every convolution is followed by BatchNorm,
+    layer maps them to the logits. Series longer than ``max_length`` are
+    first averaged over windows of ``ceil(length / max_length)`` samples, so
+    that no series costs more than one of about ``max_length`` samples: a
+    length of 16 gets 2 blocks, 40 gets 4, 128 gets 5, and 427 is averaged
+    down to 106, which gets 5. Every convolution is followed by BatchNorm,
     so any scale of the input works, though z-normalised series are usual.
+
+    The series run as images one sample high: each convolution is a 2-D one
+    of a ``1 x kernel_size`` window, which oneDNN trains faster than a 1-D
+    convolution once the weights are channels-last, as the estimator keeps
+    them on the CPU (docs/benchmarks/profile.md). What it computes is a 1-D
+    convolution.
 
     Parameters
     ----------
@@ -152,6 +164,11 @@ class ConvNet1d(nn.Sequential):
         Pooling stops once the series is this short.
     n_blocks : int or None, default=None
         Number of convolution blocks; ``None`` pools down to ``min_length``.
+    max_length : int or None, default=128
+        Longer series are averaged over windows down to at most this many
+        samples before the first convolution; ``None`` keeps every sample.
+        OSULeaf's 427 samples averaged by 4 trained four times faster and
+        clustered no worse (docs/benchmarks/profile.md).
     global_pool : {"max", "avg", "maxavg"}, default="maxavg"
         Pooling over time before the linear layer: maximum, mean, or both.
     padding_mode : {"zeros", "circular", "replicate", "reflect"}, default="zeros"
@@ -178,17 +195,22 @@ class ConvNet1d(nn.Sequential):
         n_blocks=None,
         global_pool="maxavg",
         padding_mode="zeros",
+        max_length=128,
     ):
         in_channels, length = input_shape
-        layers = []
+        layers = [nn.Unflatten(1, (in_channels, 1))]
+        if max_length is not None and length > max_length:
+            window = -(-length // max_length)
+            layers.append(nn.AvgPool2d((1, window)))
+            length //= window
         blocks = 0
         while True:
             layers += [
-                nn.Conv1d(
-                    in_channels, channels, kernel_size,
-                    padding=kernel_size // 2, padding_mode=padding_mode,
+                nn.Conv2d(
+                    in_channels, channels, (1, kernel_size),
+                    padding=(0, kernel_size // 2), padding_mode=padding_mode,
                 ),
-                nn.BatchNorm1d(channels),
+                nn.BatchNorm2d(channels),
                 nn.ReLU(),
             ]
             in_channels = channels
@@ -196,7 +218,7 @@ class ConvNet1d(nn.Sequential):
             done = length <= min_length if n_blocks is None else blocks >= n_blocks
             if done or length < 2:
                 break
-            layers.append(nn.MaxPool1d(2))
+            layers.append(nn.MaxPool2d((1, 2)))
             length //= 2
             channels = min(2 * channels, max_channels)
         pool = GlobalPool1d(global_pool)
@@ -240,16 +262,20 @@ def _default_cluster_network(n_features, n_outputs):
     return MLP(n_features, n_outputs, hidden_layer_sizes=(256,))
 
 
-def convnet_memory_format(batch):
-    """Layout of a :class:`ConvNet`'s weights when fed ``batch``: channels-last for CPU images.
+def convnet_memory_format(network, batch):
+    """Layout of ``network``'s weights when fed ``batch``: channels-last for our CPU convnets.
 
-    oneDNN's convolutions train faster on channels-last weights, and no
-    slower on small images (docs/benchmarks/speed.md, "Images rerun";
-    docs/benchmarks.rst, "Threads, layout and the neighbour search"). Only
-    the layout changes, not what the network computes. GPUs keep torch's
-    default layout: unmeasured there.
+    oneDNN's convolutions train faster on channels-last weights: images no
+    slower on small ones (docs/benchmarks/speed.md, "Images rerun";
+    docs/benchmarks.rst, "Threads, layout and the neighbour search"), and
+    :class:`ConvNet1d`'s one-sample-high images faster
+    (docs/benchmarks/profile.md). Only the layout changes, not what the
+    network computes. Only :class:`ConvNet` and :class:`ConvNet1d` themselves,
+    however given: other modules are trained in the layout they come in, as
+    their forward may assume it (``x.view(n, -1)`` fails on channels-last
+    activations). GPUs keep torch's default layout: unmeasured there.
     """
-    if batch.ndim == 4 and batch.device.type == "cpu":
+    if type(network) in (ConvNet, ConvNet1d) and batch.device.type == "cpu":
         return torch.channels_last
     return torch.preserve_format
 
@@ -283,10 +309,7 @@ def build_network(network, input_shape, n_outputs, probe, n_cluster_outputs=0):
             )
     if not any(p.requires_grad for p in network.parameters()):
         raise ValueError(f"The network {type(network).__name__} has no trainable parameters.")
-    # ConvNet only, however given: other modules are trained in the layout
-    # they come in, as their forward may assume it (x.view(n, -1) fails on
-    # channels-last activations).
-    layout = convnet_memory_format(probe) if type(network) is ConvNet else torch.preserve_format
+    layout = convnet_memory_format(network, probe)
     network = network.to(probe.device, memory_format=layout).eval()
     try:
         with torch.no_grad():

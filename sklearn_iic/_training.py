@@ -47,6 +47,9 @@ import torch
 
 from ._loss import loss_from_joint, normalize_joint
 
+# Devices on which torch.optim.Adam has a fused kernel.
+_FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
 
 def batches_per_epoch(n_samples, batch_size):
     """Optimiser steps of an epoch: batches of at most ``batch_size`` samples."""
@@ -62,6 +65,11 @@ def _epoch_batches(n_samples, batch_size, generator):
 def smallest_batch(n_samples, batch_size):
     """Samples in the smallest of the near-equal batches that an epoch is split into."""
     return n_samples // batches_per_epoch(n_samples, batch_size)
+
+
+def kind_joints(p, q):
+    """``p_h.T @ q_h`` of every head ``h`` of a kind, from ``(n, n_heads, size)`` probabilities."""
+    return p.permute(1, 2, 0) @ q.transpose(0, 1)
 
 
 def pair_logits(network, x, partner):
@@ -126,9 +134,11 @@ class LocalGroup:
 class Step:
     """The outcome of a training step's forward pass (:meth:`TrainingLoop.compute_loss`).
 
-    ``probs`` and ``partner_probs`` hold the softmax of every head (main
-    heads first) for the batch and for its pairs; ``losses`` the IIC loss of
-    every head; ``main_loss`` their mean over the main heads; ``loss``, the
+    ``probs`` and ``partner_probs`` hold the softmax of every head for the
+    batch and for its pairs, a ``(n_pairs, n_heads, size)`` tensor per kind
+    of head (main heads first; :meth:`~sklearn_iic._heads.Heads.kind_probabilities`);
+    ``losses`` the IIC loss of every head, a vector per kind; ``main_loss``
+    their mean over the main heads; ``loss``, the
     quantity minimised, adds the mean over the overclustering heads and the
     mean over the cluster heads (:meth:`~sklearn_iic._heads.Heads.losses`).
     """
@@ -161,9 +171,11 @@ class TrainingLoop:
     generator : torch.Generator
         Draws the order of the batches (the sampler draws the pairs).
     learning_rate : float, default=1e-3
-    optimizer : callable, default=torch.optim.Adam
+    optimizer : callable or None, default=None
         Called as ``optimizer(parameters, lr=learning_rate)`` by
-        :meth:`make_optimizer`.
+        :meth:`make_optimizer`; None: :class:`torch.optim.Adam`, fused
+        (one kernel per step for all parameters) where torch has a fused
+        kernel for the parameters' device.
     compile : bool or dict, default=False
         Run the steps through :func:`torch.compile` of the network (a dict
         holds its keyword arguments), which shares its parameters.
@@ -190,7 +202,7 @@ class TrainingLoop:
     """
 
     def __init__(self, network, sampler, heads, *, batch_size, n_epochs, lamb, generator,
-                 learning_rate=1e-3, optimizer=torch.optim.Adam, compile=False, callbacks=(),
+                 learning_rate=1e-3, optimizer=None, compile=False, callbacks=(),
                  group=None):
         self.network = network
         self.sampler = sampler
@@ -223,7 +235,14 @@ class TrainingLoop:
         return self
 
     def make_optimizer(self):
-        return self.optimizer(self.network.parameters(), lr=self.learning_rate)
+        parameters = list(self.network.parameters())
+        if self.optimizer is not None:
+            return self.optimizer(parameters, lr=self.learning_rate)
+        # Adam's per-tensor steps were a tenth of a table's step; fused, they
+        # are one kernel (docs/benchmarks/profile.md).
+        fused = all(p.device.type in _FUSED_ADAM_DEVICES and p.is_floating_point()
+                    for p in parameters)
+        return torch.optim.Adam(parameters, lr=self.learning_rate, fused=fused or None)
 
     def compiled(self, network):
         """The module that the steps run: ``network``, or a compiled view of it."""
@@ -320,9 +339,9 @@ class TrainingLoop:
         raised at the end of the epoch (:meth:`run_epoch`).
         """
         logits, partner_logits = pair_logits(self.forward, x, partner)
-        probs = self.heads.probabilities(logits)
-        partner_probs = self.heads.probabilities(partner_logits)
-        totals = self.group.sum_joints([p.T @ q for p, q in zip(probs, partner_probs)])
+        probs = self.heads.kind_probabilities(logits)
+        partner_probs = self.heads.kind_probabilities(partner_logits)
+        totals = self.group.sum_joints([kind_joints(p, q) for p, q in zip(probs, partner_probs)])
         losses = [loss_from_joint(normalize_joint(t), self.lamb) for t in totals]
         loss, main_loss = self.heads.losses(losses)
         return Step(probs, partner_probs, losses, main_loss, loss)
@@ -380,7 +399,7 @@ class EpochStatistics(Callback):
                                  device=loop.generator.device)
 
     def on_batch_end(self, loop, step):
-        p, q = step.probs[0].detach(), step.partner_probs[0].detach()
+        p, q = step.probs[0][:, 0].detach(), step.partner_probs[0][:, 0].detach()
         self.joint = self.joint + p.T @ q
         # Not bincount, which reads the largest label back from the device.
         labels = p.argmax(dim=1)

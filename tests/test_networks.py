@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from sklearn_iic import MLP, ConvNet
+from sklearn_iic import MLP, ConvNet, ConvNet1d
 from sklearn_iic._networks import build_network, convnet_memory_format, default_network
 
 
@@ -52,12 +52,31 @@ def test_image_networks_take_the_channels_last_layout_on_the_cpu():
         )
 
 
-def test_channels_last_only_for_images_on_the_cpu():
-    assert convnet_memory_format(torch.empty(2, 3, 8, 8)) is torch.channels_last
-    # Another device (meta stands in for a GPU), series and tables keep torch's layout.
-    assert convnet_memory_format(torch.empty(2, 3, 8, 8, device="meta")) is torch.preserve_format
-    assert convnet_memory_format(torch.empty(2, 3, 40)) is torch.preserve_format
-    assert convnet_memory_format(torch.empty(2, 6)) is torch.preserve_format
+def test_channels_last_only_for_our_convnets_on_the_cpu():
+    images, series = torch.empty(2, 3, 8, 8), torch.empty(2, 3, 40)
+    image_net, series_net = ConvNet((3, 8, 8), 4), ConvNet1d((3, 40), 4)
+    assert convnet_memory_format(image_net, images) is torch.channels_last
+    assert convnet_memory_format(series_net, series) is torch.channels_last
+    # Another device (meta stands in for a GPU), tables and other modules keep torch's layout.
+    meta = torch.empty(2, 3, 8, 8, device="meta")
+    assert convnet_memory_format(image_net, meta) is torch.preserve_format
+    assert convnet_memory_format(MLP(6, 4), torch.empty(2, 6)) is torch.preserve_format
+    assert convnet_memory_format(ViewFlatten((3, 8, 8), 4), images) is torch.preserve_format
+
+
+def test_series_convnet_computes_1d_convolutions():
+    # Its 1 x k convolutions, channels-last on the CPU, are the 1-D
+    # convolutions of the same weights.
+    series = torch.randn(5, 2, 30, generator=torch.Generator().manual_seed(0))
+    net = build_network(ConvNet1d, (2, 30), 4, series)
+    conv, bn = net[1], net[2]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = torch.nn.functional.conv1d(series, conv.weight.squeeze(2), conv.bias,
+                                              padding=2)
+        torch.testing.assert_close(conv(net[0](series)).squeeze(2), expected,
+                                   rtol=1e-4, atol=1e-5)
+    assert net(series).shape == (5, 4) and bn.num_features == 32
 
 
 class ViewFlatten(nn.Module):

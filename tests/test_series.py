@@ -206,12 +206,16 @@ def test_convnet1d_output_shape(shape):
 
 def test_convnet1d_depth_follows_the_length():
     def n_convs(net):
-        return sum(isinstance(m, nn.Conv1d) for m in net)
+        return sum(isinstance(m, nn.Conv2d) for m in net)
 
-    assert [n_convs(ConvNet1d((1, n), 3)) for n in (16, 40, 150, 1000)] == [2, 4, 6, 8]
+    assert [n_convs(ConvNet1d((1, n), 3)) for n in (16, 40, 150, 1000)] == [2, 4, 5, 5]
+    # Longer than max_length: averaged down first (1000 by 8 to 125 samples).
+    assert isinstance(ConvNet1d((1, 1000), 3)[1], nn.AvgPool2d)
+    assert ConvNet1d((1, 1000), 3)[1].kernel_size == (1, 8)
+    assert [n_convs(ConvNet1d((1, n), 3, max_length=None)) for n in (150, 1000)] == [6, 8]
     assert n_convs(ConvNet1d((1, 1000), 3, n_blocks=3)) == 3
     net = ConvNet1d((2, 64), 3, channels=8, max_channels=16, kernel_size=3, global_pool="max")
-    widths = [m.out_channels for m in net if isinstance(m, nn.Conv1d)]
+    widths = [m.out_channels for m in net if isinstance(m, nn.Conv2d)]
     assert widths == [8, 16, 16, 16] and net[-1].in_features == 16
     with pytest.raises(ValueError, match="mode"):
         ConvNet1d((1, 20), 3, global_pool="sum")

@@ -224,7 +224,8 @@ def test_callbacks_see_every_hook_in_order():
     for (_, epoch_index, loss, recorded), pair in zip(ends, (steps[:2], steps[2:])):
         assert loss == recorded == loop.loss_curve[epoch_index]
         assert loss == pytest.approx(np.mean(pair), abs=1e-6)
-    assert recorder.calls[3][1] == (60, 3)
+    # A step's probabilities: (pairs, heads, clusters) per kind of head.
+    assert recorder.calls[3][1] == (60, 2, 3)
     assert not loop.network.training
 
 
