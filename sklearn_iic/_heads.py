@@ -78,11 +78,6 @@ class Heads:
         return [chunk.unflatten(1, kind).softmax(dim=2)
                 for chunk, kind in zip(logits.split(widths, dim=1), self.kinds)]
 
-    def probabilities(self, logits):
-        """Softmax of each head: main heads, overclustering heads, then cluster heads."""
-        return [probs[:, h] for probs in self.kind_probabilities(logits)
-                for h in range(probs.shape[1])]
-
     def logits(self, logits, index):
         """Logits of head ``index`` (main sub-head ``index`` below ``n_subheads``)."""
         start = sum(self.sizes[:index])

@@ -19,9 +19,10 @@ def test_heads_layout():
     heads = Heads(50, 30, 5)
     assert heads.main_size == 50 and heads.n_outputs == 5 * 50 + 5 * 30
     logits = torch.randn(4, heads.n_outputs)
-    probs = heads.probabilities(logits)
-    assert [p.shape[1] for p in probs] == [50] * 5 + [30] * 5
-    torch.testing.assert_close(probs[2], logits[:, 100:150].softmax(dim=1))
+    probs = heads.kind_probabilities(logits)
+    assert [p.shape for p in probs] == [(4, 5, 50), (4, 5, 30)]
+    torch.testing.assert_close(probs[0][:, 2], logits[:, 100:150].softmax(dim=1))
+    torch.testing.assert_close(probs[1][:, 1], logits[:, 250 + 30 : 250 + 60].softmax(dim=1))
     torch.testing.assert_close(heads.logits(logits, 2), logits[:, 100:150])
     torch.testing.assert_close(heads.logits(logits, 7), logits[:, 250 + 60 : 250 + 90])
     assert heads.cluster_size == 0 and heads.n_cluster_outputs == 0
@@ -77,8 +78,9 @@ def test_one_epoch_of_one_batch_is_one_adam_step_on_the_iic_loss():
     order = torch.randperm(120, generator=generator2)
     x, partner = sampler2(order)
     logits, partner_logits = reference(torch.cat([x, partner])).chunk(2)
-    losses = [iic_loss(p, q, 1.0) for p, q in zip(heads.probabilities(logits),
-                                                    heads.probabilities(partner_logits))]
+    losses = [iic_loss(p.softmax(dim=1), q.softmax(dim=1), 1.0)
+              for p, q in zip(logits.split(heads.sizes, dim=1),
+                              partner_logits.split(heads.sizes, dim=1))]
     loss = torch.stack(losses).mean()
     optimizer = torch.optim.Adam(reference.parameters(), lr=0.01)
     loss.backward()
