@@ -145,8 +145,8 @@ class ConvNet1d(nn.Sequential):
     The series run as images one sample high: each convolution is a 2-D one
     of a ``1 x kernel_size`` window, which oneDNN trains faster than a 1-D
     convolution once the weights are channels-last, as the estimator keeps
-    them on the CPU (docs/benchmarks/profile.md). What it computes is a 1-D
-    convolution.
+    them on the CPU (docs/benchmarks.rst, "Cheaper steps: design and cost").
+    What it computes is a 1-D convolution.
 
     Parameters
     ----------
@@ -167,8 +167,8 @@ class ConvNet1d(nn.Sequential):
     max_length : int or None, default=128
         Longer series are averaged over windows down to at most this many
         samples before the first convolution; ``None`` keeps every sample.
-        OSULeaf's 427 samples averaged by 4 trained four times faster and
-        clustered no worse (docs/benchmarks/profile.md).
+        OSULeaf's 427 samples averaged by 4 trained several times faster and
+        clustered no worse (docs/benchmarks.rst, "Cheaper steps: design and cost").
     global_pool : {"max", "avg", "maxavg"}, default="maxavg"
         Pooling over time before the linear layer: maximum, mean, or both.
     padding_mode : {"zeros", "circular", "replicate", "reflect"}, default="zeros"
@@ -268,8 +268,8 @@ def convnet_memory_format(network, batch):
     oneDNN's convolutions train faster on channels-last weights: images no
     slower on small ones (docs/benchmarks/speed.md, "Images rerun";
     docs/benchmarks.rst, "Threads, layout and the neighbour search"), and
-    :class:`ConvNet1d`'s one-sample-high images faster
-    (docs/benchmarks/profile.md). Only the layout changes, not what the
+    :class:`ConvNet1d`'s one-sample-high images faster (docs/benchmarks.rst,
+    "Cheaper steps: design and cost"). Only the layout changes, not what the
     network computes. Only :class:`ConvNet` and :class:`ConvNet1d` themselves,
     however given: other modules are trained in the layout they come in, as
     their forward may assume it (``x.view(n, -1)`` fails on channels-last

@@ -239,7 +239,7 @@ class TrainingLoop:
         if self.optimizer is not None:
             return self.optimizer(parameters, lr=self.learning_rate)
         # Adam's per-tensor steps were a tenth of a table's step; fused, they
-        # are one kernel (docs/benchmarks/profile.md).
+        # are one kernel (docs/benchmarks.rst, "Cheaper steps: design and cost").
         fused = all(p.device.type in _FUSED_ADAM_DEVICES and p.is_floating_point()
                     for p in parameters)
         return torch.optim.Adam(parameters, lr=self.learning_rate, fused=fused or None)
