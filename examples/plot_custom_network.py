@@ -13,7 +13,9 @@ with that constructor signature can be passed as ``network=``:
   The estimator splits them into its cluster heads: it equals the
   clusters of the main head (by default ``max(50, 5 * n_clusters)``
   micro-clusters for feature vectors and ``n_clusters`` for images) times
-  ``n_subheads``, plus the overclustering heads if any.
+  ``n_subheads`` (twice that on images, whose prior heads follow the
+  main heads), plus the overclustering heads if any (on images, one head of
+  ``max(50, 5 * n_clusters)`` micro-clusters to read the size prior from).
 
 The network must return raw logits (the softmax belongs to the estimator).
 Here we write a small convolutional network for the 8x8 digits and compare
@@ -79,7 +81,8 @@ class SmallCNN(nn.Module):
 # :class:`~sklearn_iic.MLP`. An MLP expects flat feature vectors, so it is
 # given the flat rows ``X / 16``, while the convolutional networks get the
 # ``(n, 8, 8)`` images. Three sub-heads are trained for each model; the one
-# with the lowest loss on the training pairs gives the labels. On feature
+# with the lowest loss on the training pairs gives the labels (on images, as
+# many prior heads compete too: the user guide's "Cluster sizes"). On feature
 # vectors the class is called twice: once for the heads of micro-clusters,
 # once for the heads of ``n_clusters`` trained beside them (the user guide's
 # "Cluster heads beside the micro-clusters"), so the MLP's parameter count

@@ -59,6 +59,7 @@ from ._networks import build_network, run_in_training_mode
 from ._pairs import PairSampler, nearest_neighbors, neighbors_among, random_rows
 from ._plan import make_plan, shift_distance, step_work
 from ._runtime import GlobalStream, inference_device, inference_threads, runtime, thread_limit
+from ._size_prior import SizePrior
 from ._training import Convergence, ProgressReport, TrainingLoop
 from ._whitening import local_whitening
 
@@ -153,8 +154,10 @@ class IICClustering(
         never trained in place; its output width must be ``n_outputs`` (see
         the error message). ``n_outputs`` is ``n_clusters`` times
         ``n_subheads`` (``n_microclusters_`` per head when micro-clusters
-        are merged), plus the overclustering heads: the output is split into
-        the heads, so the last linear layer acts as independent heads. With
+        are merged; twice ``n_subheads`` heads with the size prior, on
+        images by default), plus the overclustering heads: the output is
+        split into the heads, so the last linear layer acts as independent
+        heads. With
         cluster heads (``n_microclusters="auto"`` on feature vectors), a
         class or factory is called twice: for the micro-cluster heads, then
         for ``n_clusters`` times ``n_subheads`` outputs of the cluster heads,
@@ -285,15 +288,34 @@ class IICClustering(
         docs/benchmarks/tabular.md and imbalance_variants.md, and the
         benchmarks page's section on micro-clusters for the cost.
 
+    size_prior : {"auto", "learned", "equal"}, default="auto"
+        What the sizes of the heads of ``n_clusters`` are pulled towards.
+        ``"equal"``: equal sizes, as IIC's objective does. ``"learned"``:
+        besides the ``n_subheads`` heads pulled towards equal sizes,
+        ``n_subheads`` *prior heads* are pulled towards the sizes of the
+        groups that the micro-clusters of the overclustering heads merge
+        into, and the head that labels is the one whose pairs explain the
+        largest share of its clusters' entropy, ``I(z; z') / H(z)``, which
+        prefers neither equal nor unequal sizes (see the user guide's
+        section on cluster sizes). It applies where the main heads are heads
+        of ``n_clusters`` (images, series, ``n_microclusters=None``); where
+        micro-clusters are merged, the merge decides the sizes. ``"auto"``:
+        ``"learned"`` on images (unless ``network`` is a module, which
+        outputs the logits it was built for, or ``n_clusters="auto"``),
+        ``"equal"`` otherwise.
+
     overclustering : float, default=0
         If positive, an auxiliary head with ``round(overclustering *
         n_clusters)`` clusters is trained alongside the main one; it shapes the
-        shared network and is not used for labels.
+        shared network and is not used for labels. The size prior reads the
+        sizes from it; with ``overclustering=0`` prior heads get overclustering
+        heads of as many micro-clusters as ``n_microclusters="auto"`` has.
 
     n_subheads : int, default=5
         Independent copies of each head. After training (and merging), the
         main sub-head with the lowest loss on the training pairs gives the
-        labels (no labels needed).
+        labels (no labels needed); with a size prior, the sub-head of the
+        largest ``I(z; z') / H(z)``.
 
     n_repeats : int, default=1
         Times each sample appears in a batch, each against an independent
@@ -425,7 +447,8 @@ class IICClustering(
 
     best_head_ : int
         Index of the main sub-head whose micro-clusters are merged (the one
-        that labels unless ``cluster_head_`` is set).
+        that labels unless ``cluster_head_`` is set). With a size prior, the
+        heads from ``n_subheads`` on are the prior heads.
 
     cluster_head_ : int or None
         Index of the cluster sub-head that labels, when the cluster heads
@@ -442,9 +465,10 @@ class IICClustering(
         labels when its cut is below 0.4 times the merge's. None without
         cluster heads.
 
-    head_losses_ : ndarray of shape (n_subheads,)
+    head_losses_ : ndarray of shape (n_subheads,) or (2 * n_subheads,)
         IIC loss (``lamb=1``, so minus the mutual information) of each main
-        sub-head's ``n_clusters`` clusters on the training pairs, after merging.
+        sub-head's ``n_clusters`` clusters on the training pairs, after
+        merging; with a size prior, of the prior heads too, after the others.
 
     n_microclusters_ : int
         Clusters of each main sub-head; ``n_clusters`` when none are merged.
@@ -559,6 +583,7 @@ class IICClustering(
         "series_shape": [None, tuple, Interval(Integral, 1, None, closed="left")],
         "n_microclusters": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "linkage": [StrOptions({"cosine", "information"})],
+        "size_prior": [StrOptions({"auto", "learned", "equal"})],
         "overclustering": [Interval(Real, 0, None, closed="left")],
         "n_subheads": [Interval(Integral, 1, None, closed="left")],
         "n_repeats": [Interval(Integral, 1, None, closed="left")],
@@ -596,6 +621,7 @@ class IICClustering(
         series_shape=None,
         n_microclusters="auto",
         linkage="cosine",
+        size_prior="auto",
         overclustering=0,
         n_subheads=5,
         n_repeats=1,
@@ -624,6 +650,7 @@ class IICClustering(
         self.series_shape = series_shape
         self.n_microclusters = n_microclusters
         self.linkage = linkage
+        self.size_prior = size_prior
         self.overclustering = overclustering
         self.n_subheads = n_subheads
         self.n_repeats = n_repeats
@@ -776,6 +803,9 @@ class IICClustering(
         """
         callbacks = [ProgressReport()] if plan.verbose else []
         callbacks.append(Convergence(plan.tol, plan.n_iter_no_change))
+        if plan.heads.prior_heads:
+            # No prior share below one training sample's.
+            callbacks.append(SizePrior(min_share=1 / plan.n_train_samples))
         return TrainingLoop(
             network, sampler, plan.heads, batch_size=plan.batch_size, n_epochs=plan.n_epochs,
             lamb=plan.lamb, generator=generator, learning_rate=plan.learning_rate,
@@ -1047,14 +1077,15 @@ def _merge(network, sampler, plan):
     clearly more of their pairs (a clearly lower normalised cut).
     """
     heads = plan.heads
-    main = list(range(heads.n_subheads))
+    main = list(range(heads.n_main))
     clusters = [heads.cluster_index(h) for h in range(heads.n_cluster_heads)]
     with _phase("fit.joints"):
         joints = pair_joints(network, sampler, heads, plan.eval_batch_size, plan.joint_passes,
                              indices=main + clusters)
     with _phase("fit.merge"):
         (children, distances), head_losses, best_head, n_clusters = choose_head(
-            joints[: len(main)], plan.n_clusters, plan.choose_n_clusters, plan.linkage
+            joints[: len(main)], plan.n_clusters, plan.choose_n_clusters, plan.linkage,
+            prior_heads=heads.prior_heads, min_share=1 / plan.n_train_samples,
         )
         groups = cut_tree(children, n_clusters)
     merged = _Merged(children, distances, head_losses, best_head, n_clusters, groups)

@@ -26,7 +26,7 @@ def pair_joints(network, sampler, heads, batch_size, n_passes=1, indices=None):
     sub-heads by default) selects the joints returned.
     """
     if indices is None:
-        indices = range(heads.n_subheads)
+        indices = range(heads.n_main)
     totals = None
     for logits, partner_logits in _pair_batches(network, sampler, batch_size, n_passes):
         sums = [heads.logits(logits, h).softmax(dim=1).T

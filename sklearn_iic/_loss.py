@@ -36,13 +36,36 @@ def normalize_joint(total):
     return total / total.sum(dim=(-2, -1), keepdim=True)
 
 
-def loss_from_joint(joint, lamb=1.0):
-    """IIC loss of a joint distribution, or of each of a stack of them; see :func:`iic_loss`."""
+def loss_from_joint(joint, lamb=1.0, prior=None):
+    r"""IIC loss of a joint distribution, or of each of a stack of them; see :func:`iic_loss`.
+
+    With a size ``prior`` :math:`\pi` (cluster shares, one row per joint of
+    the stack), the ``lamb - 1`` weight of the marginal entropies pulls the
+    marginals towards :math:`\pi` instead of towards equal sizes: each
+    :math:`H(z)` weighed by ``lamb - 1`` becomes
+    :math:`\ln k - \mathrm{KL}(P_z \,\|\, \pi)`, which is :math:`H(z)`
+    itself when :math:`\pi` is uniform. The loss is then
+
+    .. math::
+
+        L = -I(z; z') + (\lambda - 1)\left(\mathrm{KL}(P_z \,\|\, \pi)
+            + \mathrm{KL}(P_{z'} \,\|\, \pi)\right) - 2 (\lambda - 1) \ln k,
+
+    the loss without a prior when :math:`\pi` is uniform. The mutual
+    information keeps its own pull towards equal sizes, which keeps every
+    cluster in use.
+    """
     # Out-of-place clamp: keeps autograd valid and gradients finite for empty clusters.
     joint = joint.clamp_min(_EPS)
     p_i = joint.sum(dim=-1, keepdim=True)
     p_j = joint.sum(dim=-2, keepdim=True)
-    return -(joint * (joint.log() - lamb * p_i.log() - lamb * p_j.log())).sum(dim=(-2, -1))
+    loss = -(joint * (joint.log() - lamb * p_i.log() - lamb * p_j.log())).sum(dim=(-2, -1))
+    if prior is None:
+        return loss
+    # H(z) + sum_c P(c) log(k pi_c) is ln k - KL(P || pi).
+    log_ratio = (prior * prior.shape[-1]).log()
+    tilt = (p_i.squeeze(-1) + p_j.squeeze(-2)) * log_ratio
+    return loss - (lamb - 1) * tilt.sum(dim=-1)
 
 
 def iic_loss(p, p_prime, lamb=1.0):

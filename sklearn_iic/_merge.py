@@ -9,7 +9,7 @@ sub-head and of the partition, and renumbering clusters by size.
 import numpy as np
 import torch
 
-from ._loss import _EPS, loss_from_joint
+from ._loss import _EPS, loss_from_joint, normalized_mutual_information
 
 # n_clusters="auto" keeps the most groups whose next merge costs at least this
 # share of the largest rise in -log(lift) between consecutive merges (see
@@ -27,6 +27,12 @@ _CHUNK_VALUES = 2**23
 # mostly near 1 (docs/benchmarks.rst, "Cluster heads: design and cost";
 # the "cut ratio" columns of docs/benchmarks/blob_grid.md, real_tables.md).
 _HEAD_CUT_SHARE = 0.4
+
+# A prior head labels when the share of its clusters' entropy that pairs
+# explain beats the equal-size heads' by more than this: on balanced digits
+# and MNIST the prior heads' lead stayed below it, on long-tailed ones it
+# mostly passed it (docs/benchmarks.rst, "Cluster sizes on images").
+_PRIOR_MARGIN = 0.01
 
 # Below this, a product of marginals or a group's pairs within itself count
 # as zero; the lift of groups never paired is clipped at the loss's machine
@@ -248,13 +254,20 @@ def n_clusters_from_tree(distances, max_clusters):
     return int(candidates[rise >= _GAP_SHARE * rise.max()].max())
 
 
-def choose_head(joints, n_clusters, choose_n_clusters=False, linkage="cosine"):
+def choose_head(joints, n_clusters, choose_n_clusters=False, linkage="cosine",
+                prior_heads=range(0), min_share=0.0):
     """Build every main sub-head's merge tree and keep the sub-head whose clusters lose the least.
 
     The choice needs no labels: each sub-head's tree is cut into
     ``n_clusters`` groups, and the sub-head whose groups have the lowest IIC
     loss (``lamb=1``: the most mutual information between paired samples)
-    wins. With ``choose_n_clusters``, ``n_clusters`` is the most groups
+    wins among the sub-heads pulled towards equal sizes. The mutual
+    information grows with the entropy of the sizes, so it cannot judge the
+    ``prior_heads``, pulled towards a size prior: the best of them by the
+    share of their clusters' entropy that their pairs explain, ``I(z; z') /
+    H(z)``, among those whose every cluster holds at least ``min_share``,
+    wins instead when that share is larger than the equal-size winner's by
+    more than ``_PRIOR_MARGIN``. With ``choose_n_clusters``, ``n_clusters`` is the most groups
     considered: each sub-head's tree proposes a number of groups
     (:func:`n_clusters_from_tree`), and the median of the proposals (the
     lower one for an even number of sub-heads) is the number cut.
@@ -267,6 +280,11 @@ def choose_head(joints, n_clusters, choose_n_clusters=False, linkage="cosine"):
     choose_n_clusters : bool, default=False
     linkage : {"cosine", "information"}, default="cosine"
         The merge of :func:`merge_tree`.
+    prior_heads : range, default=range(0)
+        Indices of the prior heads among ``joints``: the last ones.
+    min_share : float, default=0.0
+        A prior head with a cluster holding less than this share of the
+        pairs is left out while another one has none.
 
     Returns
     -------
@@ -283,11 +301,16 @@ def choose_head(joints, n_clusters, choose_n_clusters=False, linkage="cosine"):
     if choose_n_clusters:
         proposals = sorted(n_clusters_from_tree(d, n_clusters) for _, d in trees)
         n_clusters = proposals[(len(proposals) - 1) // 2]
-    losses = np.array([
-        float(loss_from_joint(merged_joint(joint, cut_tree(children, n_clusters), n_clusters)))
-        for joint, (children, _) in zip(joints, trees)
-    ])
-    best = int(np.argmin(losses))
+    merged = [merged_joint(joint, cut_tree(children, n_clusters), n_clusters)
+              for joint, (children, _) in zip(joints, trees)]
+    losses = np.array([float(loss_from_joint(joint)) for joint in merged])
+    best = int(np.argmin(losses[: len(losses) - len(prior_heads)]))
+    if prior_heads:
+        shares = np.array([normalized_mutual_information(joint) for joint in merged])
+        full = [h for h in prior_heads if merged[h].sum(dim=1).min() >= min_share]
+        prior_best = max(full or prior_heads, key=lambda h: shares[h])
+        if shares[prior_best] > shares[best] + _PRIOR_MARGIN:
+            best = prior_best
     return trees[best], losses, best, n_clusters
 
 

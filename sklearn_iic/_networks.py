@@ -323,9 +323,10 @@ def build_network(network, input_shape, n_outputs, probe, n_cluster_outputs=0):
         raise ValueError(
             f"The network must output {n_outputs} logits per sample; it returned "
             f"shape {tuple(out.shape)}. The logits hold n_subheads heads of "
-            "n_microclusters_ clusters (n_clusters when none are merged), then the "
-            "overclustering heads: a network with n_clusters outputs needs "
-            "n_microclusters=None, n_subheads=1 and overclustering=0."
+            "n_microclusters_ clusters (n_clusters when none are merged; twice as many "
+            "with size_prior='learned'), then the overclustering heads: a network with "
+            "n_clusters outputs needs n_microclusters=None, n_subheads=1, "
+            "overclustering=0 and size_prior='equal' or 'auto'."
         )
     check_tensor(out, who="The network", shape=(probe.shape[0], n_outputs),
                  dtype=probe.dtype, device=probe.device)

@@ -41,6 +41,13 @@ _MICRO_PER_CLUSTER = 5
 _PAIRS_PER_CELL = 20
 _MAX_JOINT_PASSES = 50
 
+# The overclustering head made only to read the size prior from weighs
+# this much in the loss: its own clusters train as fast (Adam scales each
+# weight's steps), but it hardly reshapes the network that the heads of
+# equal sizes label with; at full weight balanced digits lost accuracy on
+# some seeds (docs/benchmarks.rst, "Cluster sizes on images").
+_PRIOR_SOURCE_WEIGHT = 0.1
+
 # Optimiser steps of n_epochs="auto": enough for digits as features (100
 # epochs); see docs/benchmarks/speed_features.md.
 _AUTO_STEPS = 800
@@ -230,7 +237,8 @@ def make_plan(params, input_shape, n_samples, measure_shift_distance=None):
     whiten = _whiten(params["whiten"], kind)
     # Choosing n_clusters needs a tree of micro-clusters, on every kind of data.
     heads = _heads(
-        params, n_clusters, kind == "table" or choose_n_clusters, n_samples, choose_n_clusters
+        params, n_clusters, kind == "table" or choose_n_clusters, n_samples, choose_n_clusters,
+        kind,
     )
     batch_size = min(params["batch_size"], n_samples)
     work = step_work(input_shape, batch_size * params["n_repeats"], heads.n_outputs)
@@ -382,8 +390,7 @@ def _n_microclusters(params, n_clusters, merge, n_samples):
     if n_micro is None or (n_micro == "auto" and not merge):
         return n_clusters
     if n_micro == "auto":
-        wanted = max(_MIN_MICROCLUSTERS, _MICRO_PER_CLUSTER * n_clusters)
-        return max(n_clusters, min(wanted, n_samples))
+        return _micro_count(n_clusters, n_samples)
     if n_micro < n_clusters:
         raise ValueError(
             f"n_microclusters={n_micro} must be at least n_clusters={n_clusters}."
@@ -396,10 +403,42 @@ def _n_microclusters(params, n_clusters, merge, n_samples):
     return n_micro
 
 
-def _heads(params, n_clusters, merge, n_samples, choose_n_clusters):
+def _size_prior(params, n_clusters, n_micro, kind, choose_n_clusters):
+    """Whether the fit trains prior heads (``size_prior``), given the main heads' size."""
+    size_prior = params["size_prior"]
+    if size_prior == "auto":
+        # Images: on long-tailed digits and MNIST the prior heads labelled
+        # far better, on balanced ones the equal-size heads still won
+        # (docs/benchmarks.rst, "Cluster sizes on images"). A module given
+        # as the network outputs the logits it was built for.
+        return (kind == "image" and n_micro == n_clusters and not choose_n_clusters
+                and not isinstance(params["network"], nn.Module))
+    if size_prior == "learned" and n_micro != n_clusters:
+        raise ValueError(
+            f"size_prior='learned' trains heads of n_clusters={n_clusters}, but the main heads "
+            f"hold {n_micro} micro-clusters, merged afterwards: the merge decides the cluster "
+            "sizes. Use n_microclusters=None, or size_prior='auto' or 'equal'."
+        )
+    return size_prior == "learned"
+
+
+def _micro_count(n_clusters, n_samples):
+    """Micro-clusters of n_microclusters="auto"."""
+    wanted = max(_MIN_MICROCLUSTERS, _MICRO_PER_CLUSTER * n_clusters)
+    return max(n_clusters, min(wanted, n_samples))
+
+
+def _heads(params, n_clusters, merge, n_samples, choose_n_clusters, kind):
     n_micro = _n_microclusters(params, n_clusters, merge, n_samples)
+    prior_heads = _size_prior(params, n_clusters, n_micro, kind, choose_n_clusters)
     overclustering = params["overclustering"]
     n_over = round(overclustering * n_clusters) if overclustering else 0
+    source = {}
+    if prior_heads and not n_over:
+        # The prior is read from the micro-clusters of one overclustering
+        # head, as many as a merge would have.
+        n_over = _micro_count(n_clusters, n_samples)
+        source = dict(n_overclustering_heads=1, overclustering_weight=_PRIOR_SOURCE_WEIGHT)
     if n_over > n_samples:
         raise ValueError(
             f"overclustering={overclustering} asks for {n_over} clusters in the "
@@ -422,7 +461,8 @@ def _heads(params, n_clusters, merge, n_samples, choose_n_clusters):
         params["n_microclusters"] == "auto" and n_clusters < n_micro and not choose_n_clusters
         and not isinstance(params["network"], nn.Module)
     )
-    return Heads(n_micro, n_over, params["n_subheads"], n_clusters if cluster_heads else 0)
+    return Heads(n_micro, n_over, params["n_subheads"], n_clusters if cluster_heads else 0,
+                 prior_heads=prior_heads, **source)
 
 
 def _patience(n_iter_no_change, n_epochs, n_samples, batch_size):

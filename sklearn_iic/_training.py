@@ -192,6 +192,12 @@ class TrainingLoop:
         Whether training stopped because the loss stopped improving.
     stop_training : bool
         Set by a callback to end training after the current epoch.
+    size_prior : torch.Tensor or None
+        Cluster shares that the main heads' sizes are pulled towards, a
+        ``(n_main, size)`` tensor (see :func:`~sklearn_iic._loss.loss_from_joint`;
+        a uniform row is the loss without a prior); None, the default, pulls
+        every head towards equal sizes. Set by a callback
+        (:class:`~sklearn_iic._size_prior.SizePrior`).
     epoch : int
         The epoch being run, from 0.
     optimizer_ : torch.optim.Optimizer
@@ -221,6 +227,7 @@ class TrainingLoop:
         """Train the network, then leave it in eval mode; returns the loop."""
         self.optimizer_ = self.make_optimizer()
         self.loss_curve, self.converged, self.stop_training = [], False, False
+        self.size_prior = None
         self.network.train()
         try:
             with self.group.training(self.network, self.generator) as network:
@@ -342,7 +349,9 @@ class TrainingLoop:
         probs = self.heads.kind_probabilities(logits)
         partner_probs = self.heads.kind_probabilities(partner_logits)
         totals = self.group.sum_joints([kind_joints(p, q) for p, q in zip(probs, partner_probs)])
-        losses = [loss_from_joint(normalize_joint(t), self.lamb) for t in totals]
+        priors = [self.size_prior] + [None] * (len(totals) - 1)
+        losses = [loss_from_joint(normalize_joint(t), self.lamb, prior)
+                  for t, prior in zip(totals, priors)]
         loss, main_loss = self.heads.losses(losses)
         return Step(probs, partner_probs, losses, main_loss, loss)
 

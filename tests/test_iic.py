@@ -672,7 +672,12 @@ def test_predictions_do_not_depend_on_threads_or_batches(digits, shape):
     finally:
         torch.set_num_threads(1)
     one = model.predict_proba(big)
-    np.testing.assert_array_equal(one, two)
+    # The same labels; the probabilities to float32 rounding. Measured on an
+    # Intel Xeon with AVX-512 (lscpu): equal to the last bit with the 50 logits
+    # of size_prior="equal", within 3e-8 with the 150 of the images' prior
+    # heads, whose wider last layer a two-thread GEMM splits differently.
+    np.testing.assert_array_equal(one.argmax(axis=1), two.argmax(axis=1))
+    np.testing.assert_allclose(one, two, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(one[: len(X)], model.predict_proba(X))
 
 
