@@ -98,8 +98,9 @@ class SizePrior(Callback):
     """Train the prior heads towards the sizes of the first overclustering head, merged.
 
     Over each epoch the callback sums the pair joint of the first
-    overclustering head and the mass its micro-clusters share with each
-    prior head's clusters; after the first ``_PRIOR_START`` share of the
+    overclustering head (the step's own, ``Step.joints``) and the mass its
+    micro-clusters share with each prior head's clusters; after the first
+    ``_PRIOR_START`` share of the
     epochs, it merges the micro-clusters once and sets ``loop.size_prior``: a
     ``(n_main, n_clusters)`` tensor, uniform for the heads pulled towards
     equal sizes, and for each prior head moved ``_PRIOR_STEP`` of the way
@@ -129,13 +130,14 @@ class SizePrior(Callback):
             return
         p = step.probs[0][:, loop.heads.prior_heads.start :].detach()
         micro = step.probs[1][:, :1].detach()
-        self.joint = self.joint + kind_joints(micro, step.partner_probs[1][:, :1].detach())[0]
+        # The step's joints are summed over ranks already; the shared mass is not.
+        self.joint = self.joint + step.joints[1][0].detach()
         self.shared = self.shared + kind_joints(p, micro.expand(-1, p.shape[1], -1))
 
     def on_epoch_end(self, loop, epoch, loss):
         if epoch + 1 < self.first:
             return
-        joint, shared = loop.group.sum([self.joint, self.shared])
+        joint, (shared,) = self.joint, loop.group.sum([self.shared])
         # One read from the device for both.
         values = np.array(torch.cat([normalize_joint(joint).flatten(), shared.flatten()])
                           .double().tolist())

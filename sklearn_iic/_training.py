@@ -137,6 +137,9 @@ class Step:
     ``probs`` and ``partner_probs`` hold the softmax of every head for the
     batch and for its pairs, a ``(n_pairs, n_heads, size)`` tensor per kind
     of head (main heads first; :meth:`~sklearn_iic._heads.Heads.kind_probabilities`);
+    ``joints`` each head's ``p.T @ p'`` summed over the batch (and, trained
+    data-parallel, over ranks), before normalisation, a ``(n_heads, size,
+    size)`` tensor per kind, in the autograd graph;
     ``losses`` the IIC loss of every head, a vector per kind; ``main_loss``
     their mean over the main heads; ``loss``, the
     quantity minimised, adds the mean over the overclustering heads and the
@@ -145,6 +148,7 @@ class Step:
 
     probs: list
     partner_probs: list
+    joints: list
     losses: list
     main_loss: torch.Tensor
     loss: torch.Tensor
@@ -353,7 +357,7 @@ class TrainingLoop:
         losses = [loss_from_joint(normalize_joint(t), self.lamb, prior)
                   for t, prior in zip(totals, priors)]
         loss, main_loss = self.heads.losses(losses)
-        return Step(probs, partner_probs, losses, main_loss, loss)
+        return Step(probs, partner_probs, totals, losses, main_loss, loss)
 
     def notify(self, hook, *args):
         """Call method ``hook`` of every callback that has one, with the loop and ``args``."""
