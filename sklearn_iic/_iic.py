@@ -44,6 +44,7 @@ from ._input import (
     validate_input,
     znormalise_series,
 )
+from ._kmeans_start import start_cluster_heads
 from ._loss import normalized_mutual_information
 from ._merge import (
     choose_cluster_head,
@@ -117,7 +118,8 @@ class IICClustering(
     most often relative to chance: micro-clusters that share pairs end up
     together, whatever the shape of their union (rings, moons, curved
     manifolds) and whatever its size. A second network trained beside it
-    clusters the data into ``n_clusters`` directly; its clusters replace the
+    clusters the data into ``n_clusters`` directly, starting from k-means
+    partitions of its hidden features; its clusters replace the
     merged ones when clearly fewer pairs cross them (separated blobs that
     the merge joins through a few ambiguous micro-clusters). Labels are the
     argmax of the (merged) soft assignments.
@@ -763,7 +765,9 @@ class IICClustering(
         perturbation are tried on a few rows; the third value tells whether
         either draws from torch's global generators while training. Then
         ``generator`` draws the rows trained on (``max_samples``), the
-        whitening, which then feeds the network, and the neighbours.
+        whitening, which then feeds the network, and the neighbours. The
+        default network's cluster heads then start from k-means partitions
+        (:func:`~sklearn_iic._kmeans_start.start_cluster_heads`).
         """
         with _phase("fit.network"):
             probe = X[:_PROBE_ROWS]
@@ -777,7 +781,7 @@ class IICClustering(
                 draws = check_perturbation(plan.perturbation, probe) or draws
         if plan.n_train_samples < X.shape[0]:
             X = X[random_rows(X.shape[0], plan.n_train_samples, generator)]
-        whitening = neighbors = None
+        trunks, whitening, neighbors = network, None, None
         if plan.whiten:
             with _phase("fit.whitening"):
                 whitening = local_whitening(X, generator)
@@ -785,6 +789,14 @@ class IICClustering(
         if plan.uses_neighbors:
             with _phase("fit.neighbors"):
                 neighbors = nearest_neighbors(X, plan.n_neighbors, generator, whitening)
+        if plan.heads.n_cluster_heads and self.network is None:
+            with _phase("fit.kmeans"):
+                # A generator of its own: the other heads train on the draws
+                # they would without cluster heads.
+                start_cluster_heads(
+                    trunks.second, X, plan.heads.n_cluster_heads, plan.heads.cluster_size,
+                    torch.Generator(device=plan.device).manual_seed(plan.seed), whitening,
+                )
         sampler = PairSampler(
             X, perturbation=plan.perturbation, neighbors=neighbors, n_repeats=plan.n_repeats,
             generator=generator, perturb_x=plan.perturb_x,

@@ -43,6 +43,20 @@ class MLP(nn.Sequential):
         layers.append(nn.Linear(width, n_outputs))
         super().__init__(*layers)
 
+    def hidden_features(self, x):
+        """The last hidden layer's output for the batch ``x``, as a training step computes it.
+
+        Each BatchNorm normalises by the batch's own statistics, as in
+        training mode, but its running statistics are left as they are.
+        """
+        for layer in list(self)[:-1]:
+            if isinstance(layer, nn.BatchNorm1d):
+                x = nn.functional.batch_norm(x, None, None, layer.weight, layer.bias,
+                                             training=True, eps=layer.eps)
+            else:
+                x = layer(x)
+        return x
+
 
 class ConvNet(nn.Sequential):
     """VGG-style convolutional network sized from the image.
