@@ -195,6 +195,9 @@ def main():
     for name in args.datasets:
         load, tailed, group = DATASETS[name]
         X_all, y_all = load()
+        label = f"{name}, reversed" if args.reverse and tailed else name
+        # No reversed tail played a part in choosing anything.
+        role = "held-out" if args.reverse and tailed else group
         for ratio in args.ratios if tailed else ["as made"]:
             keep = (np.arange(len(y_all)) if ratio == "as made"
                     else long_tail(X_all, y_all, ratio, args.reverse))
@@ -221,9 +224,6 @@ def main():
             for method, r in results.items():
                 gap = (f"{np.median(r['ARI']) - best:+.3f}"
                        if method.startswith("IIC") and classic else "")
-                label = f"{name}, reversed" if args.reverse and tailed else name
-                # No reversed tail played a part in choosing anything.
-                role = "held-out" if args.reverse and tailed else group
                 row = [label, role, ratio if ratio == "as made" else f"{ratio:g}", len(y), method,
                        f"{np.median(r['ARI']):.3f}", f"{r['ARI'].min():.3f}",
                        f"{np.median(r['ACC']):.3f}", f"{np.median(r['TV']):.3f}",
