@@ -61,7 +61,7 @@ from ._pairs import PairSampler, nearest_neighbors, neighbors_among, random_rows
 from ._plan import make_plan, shift_distance, step_work
 from ._runtime import GlobalStream, inference_device, inference_threads, runtime, thread_limit
 from ._size_prior import SizePrior
-from ._training import Convergence, ProgressReport, TrainingLoop
+from ._training import Convergence, InformedStart, ProgressReport, TrainingLoop
 from ._whitening import local_whitening
 
 # Rows on which the network and the perturbation are tried before training:
@@ -326,6 +326,10 @@ class IICClustering(
     lamb : float, default=1.5
         Weight of the marginal entropies in the IIC loss (see
         :func:`~sklearn_iic.iic_loss`); above 1 favours balanced clusters.
+        On images, training uses ``lamb=1`` (the mutual information alone)
+        until the pairs of an epoch share information, and ``lamb`` from
+        the next epoch: above 1, the marginal entropies are largest when
+        every assignment is uniform, where training could otherwise stay.
 
     batch_size : int, default=256
         Samples per training batch (before repeats). The joint distribution
@@ -815,6 +819,8 @@ class IICClustering(
         """
         callbacks = [ProgressReport()] if plan.verbose else []
         callbacks.append(Convergence(plan.tol, plan.n_iter_no_change))
+        if plan.informed_start:
+            callbacks.append(InformedStart())
         if plan.heads.prior_heads:
             # No prior share below one training sample's.
             callbacks.append(SizePrior(min_share=1 / plan.n_train_samples))

@@ -6,7 +6,8 @@ on pairs drawn by a :class:`~sklearn_iic._pairs.PairSampler`. Its steps are
 methods that a subclass overrides (``make_optimizer``, ``draw``,
 ``compute_loss``, ``train_step``, ``run_epoch``, ``fit_loop``), and callbacks
 observe it; the progress report of ``verbose``, the convergence test of
-``tol`` and the statistics of the report are callbacks themselves.
+``tol``, the statistics of the report and the informed start of images
+(:class:`InformedStart`) are callbacks themselves.
 
 Callbacks
 ---------
@@ -196,6 +197,9 @@ class TrainingLoop:
         Whether training stopped because the loss stopped improving.
     stop_training : bool
         Set by a callback to end training after the current epoch.
+    step_lamb : float
+        The ``lamb`` of the steps' losses: ``lamb``, unless a callback sets
+        another (:class:`InformedStart`).
     size_prior : torch.Tensor or None
         Cluster shares that the main heads' sizes are pulled towards, a
         ``(n_main, size)`` tensor (see :func:`~sklearn_iic._loss.loss_from_joint`;
@@ -231,7 +235,7 @@ class TrainingLoop:
         """Train the network, then leave it in eval mode; returns the loop."""
         self.optimizer_ = self.make_optimizer()
         self.loss_curve, self.converged, self.stop_training = [], False, False
-        self.size_prior = None
+        self.step_lamb, self.size_prior = self.lamb, None
         self.network.train()
         try:
             with self.group.training(self.network, self.generator) as network:
@@ -354,7 +358,7 @@ class TrainingLoop:
         partner_probs = self.heads.kind_probabilities(partner_logits)
         totals = self.group.sum_joints([kind_joints(p, q) for p, q in zip(probs, partner_probs)])
         priors = [self.size_prior] + [None] * (len(totals) - 1)
-        losses = [loss_from_joint(normalize_joint(t), self.lamb, prior)
+        losses = [loss_from_joint(normalize_joint(t), self.step_lamb, prior)
                   for t, prior in zip(totals, priors)]
         loss, main_loss = self.heads.losses(losses)
         return Step(probs, partner_probs, totals, losses, main_loss, loss)
@@ -430,7 +434,8 @@ class EpochStatistics(Callback):
 # Paired samples share almost no information while the network rests on the
 # independent, uniform assignment IIC can sit on for a hundred steps and more
 # before it finds structure; epochs below this many nats are not counted by
-# the convergence test (docs/benchmarks.rst, "Patience").
+# the convergence test (docs/benchmarks.rst, "Patience"), and on images keep
+# lamb at 1 (InformedStart).
 _UNINFORMED_NATS = 0.01
 
 
@@ -468,6 +473,40 @@ class Convergence(EpochStatistics):
         super().on_epoch_end(loop, epoch, loss)
         if self.converged(loss, self.information):
             loop.converged = loop.stop_training = True
+
+
+class InformedStart(EpochStatistics):
+    """Train on the mutual information alone (``lamb=1``) until an epoch's pairs share information.
+
+    A ``lamb`` above 1 adds ``(lamb - 1) (H(z) + H(z'))`` to what the loss
+    rewards, and the marginal entropies are largest when every sample's
+    assignment is uniform: from a start whose pairs share little, the steps
+    flatten the assignments there, where the mutual information has no
+    gradient, and training can stay for good (on MNIST-5k long-tailed in
+    reverse class order, every epoch; docs/benchmarks.rst, "Cluster sizes on
+    images"). The steps' ``lamb`` is 1 until the first epoch whose pairs
+    share at least ``_UNINFORMED_NATS`` (of the first main sub-head, as
+    :class:`EpochStatistics` measures it), and ``loop.lamb`` from the next.
+    """
+
+    def on_train_begin(self, loop):
+        loop.step_lamb = 1.0
+        self.informed = loop.lamb == 1.0
+
+    def on_epoch_begin(self, loop, epoch):
+        if not self.informed:
+            super().on_epoch_begin(loop, epoch)
+
+    def on_batch_end(self, loop, step):
+        if not self.informed:
+            super().on_batch_end(loop, step)
+
+    def on_epoch_end(self, loop, epoch, loss):
+        if self.informed:
+            return
+        super().on_epoch_end(loop, epoch, loss)
+        if self.information >= _UNINFORMED_NATS:
+            self.informed, loop.step_lamb = True, loop.lamb
 
 
 # Cluster sizes printed per epoch by verbose fits.

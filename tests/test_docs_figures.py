@@ -6,7 +6,8 @@ column, whose cell links the benchmark table of the row. Every other column
 of such a quote is named after a column of that benchmark table:
 
 * a key column (``data set``, ``group``, ``ratio``, ``n``, ...: the names
-  in ``KEY_COLUMNS``) holds the value of that column in the quoted rows;
+  in ``KEY_COLUMNS``) holds the value of that column in the quoted rows, or
+  nothing where the benchmark table has no such column;
 * a figure column holds items ``method figure`` separated by ``;``: the
   figure must be one of the numbers of that column in the row of that
   method. A figure column is named as the benchmark column, or as the start
@@ -98,7 +99,7 @@ def test_the_readme_quotes_figures_from_the_tables():
     failures, checked = [], 0
     for name, cells, path in quotes():
         assert path.is_file() and path.parent == ROOT / "docs" / "benchmarks", path
-        keys = {k: v for k, v in cells.items() if k in KEY_COLUMNS}
+        keys = {k: v for k, v in cells.items() if k in KEY_COLUMNS and v}
         for column, cell in cells.items():
             if column in KEY_COLUMNS or not cell:
                 continue

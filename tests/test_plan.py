@@ -39,6 +39,10 @@ def test_auto_settings_for_images():
     assert p.heads.main_size == 10
     assert isinstance(p.perturbation, Compose)
     assert isinstance(p.perturbation.perturbations[0], RandomAffine)
+    # Only images start on the mutual information alone (InformedStart).
+    assert p.informed_start and p.lamb == 1.5
+    assert not plan(n_clusters=3).informed_start
+    assert not plan(n_clusters=4, input_shape=(2, 100), n_samples=200).informed_start
 
 
 def test_auto_settings_for_series():

@@ -9,6 +9,8 @@ from sklearn_iic._pairs import PairSampler
 from sklearn_iic._training import (
     Callback,
     Convergence,
+    EpochStatistics,
+    InformedStart,
     TrainingLoop,
     batches_per_epoch,
     pair_logits,
@@ -149,6 +151,50 @@ def test_fit_loop_measures_information_for_the_convergence_test():
     # Three blobs are learnt in 60 steps: the first sub-head's pairs are informative.
     assert rule.information > 0.1
     assert sum(rule.counts) == sampler.n_samples
+
+class LambLog(EpochStatistics):
+    """Each epoch's step ``lamb`` and the information its pairs shared."""
+
+    def on_train_begin(self, loop):
+        self.lambs, self.informations = [], []
+
+    def on_epoch_begin(self, loop, epoch):
+        super().on_epoch_begin(loop, epoch)
+        self.lambs.append(loop.step_lamb)
+
+    def on_epoch_end(self, loop, epoch, loss):
+        super().on_epoch_end(loop, epoch, loss)
+        self.informations.append(self.information)
+
+
+def test_informed_start_trains_on_the_information_alone_until_pairs_share_some():
+    sampler, generator = blobs_sampler()
+    torch.manual_seed(0)
+    heads = Heads(3, 0, 1)
+    network = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, heads.n_outputs))
+    # Nearly uniform assignments: the pairs start sharing almost nothing.
+    with torch.no_grad():
+        network[2].weight.mul_(1e-3)
+    log = LambLog()
+    loop = TrainingLoop(network, sampler, heads, batch_size=60, n_epochs=12, learning_rate=0.01,
+                        lamb=1.5, generator=generator, callbacks=[InformedStart(), log]).fit()
+    informed = next(i for i, nats in enumerate(log.informations) if nats >= 0.01)
+    assert 0 < informed < 11
+    assert log.lambs == [1.0] * (informed + 1) + [1.5] * (11 - informed)
+    assert loop.step_lamb == 1.5
+    # The epochs on lamb=1 lose minus the information, at most 0; then the
+    # entropies' bonus, 0.5 (H(z) + H(z')), takes the loss below -ln 3.
+    assert all(-np.log(3) - 1e-6 <= x <= 1e-6 for x in loop.loss_curve[: informed + 1])
+    assert loop.loss_curve[-1] < -np.log(3)
+
+
+def test_informed_start_leaves_lamb_one_alone():
+    sampler, generator = blobs_sampler()
+    log = LambLog()
+    TrainingLoop(nn.Linear(2, 3), sampler, Heads(3, 0, 1), batch_size=60, n_epochs=2, lamb=1.0,
+                 generator=generator, callbacks=[InformedStart(), log]).fit()
+    assert log.lambs == [1.0, 1.0]
+
 
 def test_non_finite_loss_raises_with_the_weights_of_the_epochs_start():
     sampler, generator = blobs_sampler()
