@@ -197,9 +197,9 @@ class TrainingLoop:
         Whether training stopped because the loss stopped improving.
     stop_training : bool
         Set by a callback to end training after the current epoch.
-    step_lamb : float
+    step_lamb : float or torch.Tensor
         The ``lamb`` of the steps' losses: ``lamb``, unless a callback sets
-        another (:class:`InformedStart`).
+        another (:class:`InformedStart`, as a 0-d tensor on the device).
     size_prior : torch.Tensor or None
         Cluster shares that the main heads' sizes are pulled towards, a
         ``(n_main, size)`` tensor (see :func:`~sklearn_iic._loss.loss_from_joint`;
@@ -422,9 +422,13 @@ class EpochStatistics(Callback):
         labels = p.argmax(dim=1)
         self.sizes = self.sizes.index_add(0, labels, torch.ones_like(labels))
 
-    def on_epoch_end(self, loop, epoch, loss):
+    def summed(self, loop):
+        """The epoch's mutual information and cluster sizes, summed over ranks, on the device."""
         joint, sizes = loop.group.sum([self.joint, self.sizes])
-        information = -loss_from_joint(normalize_joint(joint))
+        return -loss_from_joint(normalize_joint(joint)), sizes
+
+    def on_epoch_end(self, loop, epoch, loss):
+        information, sizes = self.summed(loop)
         # One read from the device for both.
         counts = sizes.sort(descending=True).values
         values = torch.cat([information.reshape(1).double(), counts.double()]).tolist()
@@ -487,26 +491,18 @@ class InformedStart(EpochStatistics):
     images"). The steps' ``lamb`` is 1 until the first epoch whose pairs
     share at least ``_UNINFORMED_NATS`` (of the first main sub-head, as
     :class:`EpochStatistics` measures it), and ``loop.lamb`` from the next.
+    The switch stays on the device (``loop.step_lamb`` becomes a tensor):
+    it reads nothing back.
     """
 
     def on_train_begin(self, loop):
         loop.step_lamb = 1.0
-        self.informed = loop.lamb == 1.0
-
-    def on_epoch_begin(self, loop, epoch):
-        if not self.informed:
-            super().on_epoch_begin(loop, epoch)
-
-    def on_batch_end(self, loop, step):
-        if not self.informed:
-            super().on_batch_end(loop, step)
+        self.informed = torch.tensor(loop.lamb == 1.0, device=loop.generator.device)
 
     def on_epoch_end(self, loop, epoch, loss):
-        if self.informed:
-            return
-        super().on_epoch_end(loop, epoch, loss)
-        if self.information >= _UNINFORMED_NATS:
-            self.informed, loop.step_lamb = True, loop.lamb
+        information, _ = self.summed(loop)
+        self.informed = self.informed | (information >= _UNINFORMED_NATS)
+        loop.step_lamb = torch.where(self.informed, loop.lamb, 1.0)
 
 
 # Cluster sizes printed per epoch by verbose fits.

@@ -160,7 +160,7 @@ class LambLog(EpochStatistics):
 
     def on_epoch_begin(self, loop, epoch):
         super().on_epoch_begin(loop, epoch)
-        self.lambs.append(loop.step_lamb)
+        self.lambs.append(float(loop.step_lamb))
 
     def on_epoch_end(self, loop, epoch, loss):
         super().on_epoch_end(loop, epoch, loss)
@@ -181,7 +181,7 @@ def test_informed_start_trains_on_the_information_alone_until_pairs_share_some()
     informed = next(i for i, nats in enumerate(log.informations) if nats >= 0.01)
     assert 0 < informed < 11
     assert log.lambs == [1.0] * (informed + 1) + [1.5] * (11 - informed)
-    assert loop.step_lamb == 1.5
+    assert float(loop.step_lamb) == 1.5
     # The epochs on lamb=1 lose minus the information, at most 0; then the
     # entropies' bonus, 0.5 (H(z) + H(z')), takes the loss below -ln 3.
     assert all(-np.log(3) - 1e-6 <= x <= 1e-6 for x in loop.loss_curve[: informed + 1])
