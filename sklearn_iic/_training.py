@@ -199,7 +199,8 @@ class TrainingLoop:
         Set by a callback to end training after the current epoch.
     step_lamb : float or torch.Tensor
         The ``lamb`` of the steps' losses: ``lamb``, unless a callback sets
-        another (:class:`InformedStart`, as a 0-d tensor on the device).
+        another (:class:`InformedStart`: 1.0, then a 0-d tensor on the
+        device).
     size_prior : torch.Tensor or None
         Cluster shares that the main heads' sizes are pulled towards, a
         ``(n_main, size)`` tensor (see :func:`~sklearn_iic._loss.loss_from_joint`;
@@ -492,17 +493,31 @@ class InformedStart(EpochStatistics):
     share at least ``_UNINFORMED_NATS`` (of the first main sub-head, as
     :class:`EpochStatistics` measures it), and ``loop.lamb`` from the next.
     The switch stays on the device (``loop.step_lamb`` becomes a tensor):
-    it reads nothing back.
+    it reads nothing back. A ``lamb`` of 1 or less adds no such reward and
+    is left alone.
     """
 
     def on_train_begin(self, loop):
-        loop.step_lamb = 1.0
-        self.informed = torch.tensor(loop.lamb == 1.0, device=loop.generator.device)
+        self.active = loop.lamb > 1
+        if self.active:
+            loop.step_lamb = 1.0
+            self.informed = torch.tensor(False, device=loop.generator.device)
+
+    def on_epoch_begin(self, loop, epoch):
+        if self.active:
+            super().on_epoch_begin(loop, epoch)
+
+    def on_batch_end(self, loop, step):
+        if self.active:
+            super().on_batch_end(loop, step)
 
     def on_epoch_end(self, loop, epoch, loss):
+        if not self.active:
+            return
         information, _ = self.summed(loop)
         self.informed = self.informed | (information >= _UNINFORMED_NATS)
-        loop.step_lamb = torch.where(self.informed, loop.lamb, 1.0)
+        loop.step_lamb = torch.where(self.informed, information.new_tensor(loop.lamb),
+                                     information.new_tensor(1.0))
 
 
 # Cluster sizes printed per epoch by verbose fits.
@@ -541,8 +556,11 @@ class ProgressReport(EpochStatistics):
                 self.bar = tqdm(total=loop.n_epochs, desc="IICClustering", unit="epoch",
                                 leave=False)
         n_clusters = loop.heads.main_size
+        lamb = f"lamb={loop.lamb}"
+        if loop.lamb > 1 and any(isinstance(c, InformedStart) for c in loop.callbacks):
+            lamb = f"lamb=1 until an epoch's pairs share information, then {lamb}"
         self._write(
-            f"[IICClustering] loss: the IIC loss minimised (lamb={loop.lamb}), mean of the "
+            f"[IICClustering] loss: the IIC loss minimised ({lamb}), mean of the "
             "epoch's steps; MI: mutual information I(z; z') of the epoch's pairs, in nats, at "
             f"most ln {n_clusters} = {math.log(n_clusters):.3f}; sizes: clusters of the first "
             "sub-head, largest first."

@@ -7,7 +7,7 @@ of such a quote is named after a column of that benchmark table:
 
 * a key column (``data set``, ``group``, ``ratio``, ``n``, ...: the names
   in ``KEY_COLUMNS``) holds the value of that column in the quoted rows, or
-  nothing where the benchmark table has no such column;
+  nothing, which leaves that column unchecked (for a table without it);
 * a figure column holds items ``method figure`` separated by ``;``: the
   figure must be one of the numbers of that column in the row of that
   method. A figure column is named as the benchmark column, or as the start

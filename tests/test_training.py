@@ -188,12 +188,13 @@ def test_informed_start_trains_on_the_information_alone_until_pairs_share_some()
     assert loop.loss_curve[-1] < -np.log(3)
 
 
-def test_informed_start_leaves_lamb_one_alone():
+@pytest.mark.parametrize("lamb", [0.5, 1.0])
+def test_informed_start_leaves_lamb_at_or_below_one_alone(lamb):
     sampler, generator = blobs_sampler()
     log = LambLog()
-    TrainingLoop(nn.Linear(2, 3), sampler, Heads(3, 0, 1), batch_size=60, n_epochs=2, lamb=1.0,
+    TrainingLoop(nn.Linear(2, 3), sampler, Heads(3, 0, 1), batch_size=60, n_epochs=2, lamb=lamb,
                  generator=generator, callbacks=[InformedStart(), log]).fit()
-    assert log.lambs == [1.0, 1.0]
+    assert log.lambs == [lamb, lamb]
 
 
 def test_non_finite_loss_raises_with_the_weights_of_the_epochs_start():
