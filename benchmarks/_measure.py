@@ -29,9 +29,11 @@ FIT_REGIONS = (
     "sklearn_iic.fit.network",
     "sklearn_iic.fit.whitening",
     "sklearn_iic.fit.neighbors",
+    "sklearn_iic.fit.kmeans",
     "sklearn_iic.fit.train",
     "sklearn_iic.fit.joints",
     "sklearn_iic.fit.merge",
+    "sklearn_iic.fit.partition",
     "sklearn_iic.fit.label",
 )
 PREDICT_REGION = "sklearn_iic.predict"

@@ -205,8 +205,9 @@ def measure(name, quick):
 
 PHASES = {  # column: the regions summed in it
     "validate+plan": ("validate", "plan"), "network": ("network",),
-    "whitening": ("whitening",), "neighbours": ("neighbors",), "train": ("train",),
-    "joints": ("joints",), "merge": ("merge",), "label": ("label",),
+    "whitening": ("whitening",), "neighbours": ("neighbors",), "k-means": ("kmeans",),
+    "train": ("train",), "joints": ("joints",), "merge": ("merge",),
+    "partition": ("partition",), "label": ("label",),
 }
 
 
@@ -298,10 +299,13 @@ def main():
         "no operator recorded) and its training steps split (next table); the phases in "
         "seconds and as a share of the measured fit: validate+plan = input checks and "
         "resolving every 'auto'; network = building it and trying it on 3 rows; whitening = "
-        "fitting the local whitening; neighbours = the neighbour search of the pairs; train "
-        "= the training loop; joints = the passes over the data that sum each sub-head's "
-        "pair joint, for the merge and the choice of sub-head; merge = merging "
-        "micro-clusters and choosing the sub-head; label = labelling the training rows; "
+        "fitting the local whitening; neighbours = the neighbour search of the pairs; k-means "
+        "= starting the cluster heads from k-means partitions (tables); train = the "
+        "training loop; joints = the passes over the data that sum each sub-head's pair "
+        "joint, for the merge and the choice of sub-head; merge = merging micro-clusters "
+        "and choosing the sub-head; partition = the passes that compare the merged "
+        "micro-clusters' normalised cut with the cluster heads' (tables); label = "
+        "labelling the training rows; "
         "other = the rest (scaling, moving the data into torch, the final checks). The "
         f"measured fit's time differed from the plain one's by {min(slowdowns):+.0%} to "
         f"{max(slowdowns):+.0%} (measurement and the machine's changing load together). "
