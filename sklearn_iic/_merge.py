@@ -354,7 +354,14 @@ def cluster_head_labels(cuts):
 def rank_by_size(labels, n_clusters):
     """New number of each cluster so that clusters are numbered by decreasing size.
 
-    Ties keep their order; used clusters then come first, numbered ``0, 1, ...``.
+    Clusters of equal size are numbered in the order of their first sample,
+    so that the numbering depends on the partition alone, not on which of
+    two heads that give the same partition labels (on a CPU whose sums
+    round otherwise, two such cluster sub-heads swapped places by a last
+    bit of their losses). Used clusters come first, numbered ``0, 1, ...``.
     """
-    order = np.argsort(-np.bincount(labels, minlength=n_clusters), kind="stable")
+    labels = np.asarray(labels)
+    first = np.full(n_clusters, labels.size)
+    np.minimum.at(first, labels, np.arange(labels.size))
+    order = np.lexsort((first, -np.bincount(labels, minlength=n_clusters)))
     return np.argsort(order)

@@ -138,6 +138,7 @@ def _summary(model, kind="table"):
         proba=model.predict_proba(_data(kind)),
         head_losses=model.head_losses_,
         best_head=model.best_head_,
+        cluster_head=model.cluster_head_,
         merge_map=model.merge_map_,
     )
 
@@ -374,7 +375,13 @@ def _assert_close_to_single(result, single):
                                        err_msg=name)
     np.testing.assert_allclose(result["head_losses"], single["head_losses"], rtol=1e-4, atol=1e-5)
     assert result["best_head"] == single["best_head"]
-    np.testing.assert_array_equal(result["merge_map"], single["merge_map"])
+    # Two cluster sub-heads started from one k-means partition (in another
+    # column order) give the same clusters, and which of them labels is a
+    # last bit of their losses (it differed on an AMD EPYC with AVX2): the
+    # labels and probabilities are the same, the columns the merge map
+    # numbers are not.
+    if result["cluster_head"] == single["cluster_head"]:
+        np.testing.assert_array_equal(result["merge_map"], single["merge_map"])
     np.testing.assert_array_equal(result["labels"], single["labels"])
 
 

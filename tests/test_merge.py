@@ -235,6 +235,13 @@ def test_rank_by_size_numbers_clusters_largest_first():
     assert rank[4] == 4
 
 
+def test_rank_by_size_numbers_equal_sizes_by_their_first_sample():
+    # The same partition from heads whose columns are in another order.
+    for labels in ([1, 1, 0, 0, 2, 2], [2, 2, 1, 1, 0, 0], [0, 0, 2, 2, 1, 1]):
+        labels = np.array(labels)
+        np.testing.assert_array_equal(rank_by_size(labels, 4)[labels], [0, 0, 1, 1, 2, 2])
+
+
 def block_joint(sizes, leak=0.0):
     """Micro-clusters of one mass each, pairing within their block; ``leak`` between all."""
     k = sum(sizes)
