@@ -433,7 +433,8 @@ class IICClustering(
     ----------
     labels_ : ndarray of shape (n_samples,)
         Cluster of each training sample. Clusters are numbered by decreasing
-        size on the training data.
+        size on the training data, clusters of equal size in the order of
+        their first sample.
 
     network_ : torch.nn.Module
         The trained network, on the CPU, in eval mode. When whitened, a
